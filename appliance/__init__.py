@@ -1,0 +1,3 @@
+"""Callvault: an on-prem AI telephony appliance."""
+
+__version__ = "0.1.0"

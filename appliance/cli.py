@@ -1,0 +1,189 @@
+"""`callvault …`: the appliance's command line.
+
+Errors meant for the operator (CallvaultError) are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from appliance import config as config_mod
+from appliance.config import Config
+from appliance.errors import CallvaultError
+from appliance.store import Database
+from appliance.telephony import render
+
+SANDBOX = Path(__file__).resolve().parents[1] / "asterisk" / "sandbox"
+console = Console()
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return config_mod.load(Path(args.config))
+
+
+def _sandbox(cfg: Config, *argv: str) -> int:
+    if not cfg.asterisk.sandbox:
+        raise CallvaultError(
+            "asterisk.sandbox is false: Asterisk is managed by systemd on this box "
+            "(systemctl start asterisk)"
+        )
+    env = {**os.environ, "CALLVAULT_ROOTFS": str(cfg.asterisk.root)}
+    env["CALLVAULT_AMI_HOST"] = cfg.asterisk.ami_host
+    env["CALLVAULT_AMI_PORT"] = str(cfg.asterisk.ami_port)
+    return subprocess.run([str(SANDBOX), *argv], env=env, check=False).returncode
+
+
+def cmd_asterisk(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.action in {"render", "up"}:
+        files = render.render(cfg)
+        target = render.write(cfg, files)
+        console.print(f"rendered {len(files)} files into {target}")
+        if args.action == "render":
+            return 0
+    if args.action == "cli":
+        return _sandbox(cfg, "cli", " ".join(args.command))
+    return _sandbox(cfg, args.action)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    render.render(cfg)
+    console.print(
+        f"config OK: {len(cfg.lines)} lines, {len(cfg.extensions)} extensions, "
+        f"{len(cfg.ip_peers)} IP peers ({cfg.source})"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from appliance.telephony.appliance import run_until_signalled
+
+    cfg = _config(args)
+    asyncio.run(run_until_signalled(cfg))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from appliance.telephony.appliance import originate_once
+
+    cfg = _config(args)
+    line = args.line or (cfg.lines[0].name if cfg.lines else "")
+    call_id = asyncio.run(originate_once(cfg, args.number, line))
+    console.print(f"calling {args.number} for line {line}: call id {call_id}")
+    return 0
+
+
+def _ts(value: object) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(float(str(value))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+
+    async def fetch() -> list[dict[str, object]]:
+        async with Database(cfg.database) as db:
+            return await db.cdrs(limit=args.limit)
+
+    rows = asyncio.run(fetch())
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"Last {len(rows)} CDRs")
+    for col in ("start", "dir", "line", "from", "name", "to", "dur", "bill", "disposition", "cause"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            _ts(r["start_at"]),
+            str(r["direction"]),
+            str(r["line"] or "-"),
+            str(r["calling_number"]),
+            str(r["caller_name"]),
+            str(r["dialed_number"]),
+            f"{r['duration_s']}s",
+            f"{r['billable_s']}s",
+            str(r["disposition"]),
+            f"{r['hangup_cause']} {r['hangup_cause_text']}",
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.telephony.demo import run_demo
+
+    cfg = _config(args)
+    return asyncio.run(run_demo(cfg, console))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callvault", description=__doc__)
+    p.add_argument(
+        "--config",
+        default=os.environ.get("CALLVAULT_CONFIG", str(config_mod.DEFAULT_PATH)),
+        help="TOML config (default: $CALLVAULT_CONFIG or /etc/callvault/callvault.toml)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    a = sub.add_parser("asterisk", help="render configs, start/stop the Asterisk sandbox")
+    a.add_argument("action", choices=["render", "up", "down", "status", "cli"])
+    a.add_argument("command", nargs="*", help="CLI command for `cli`")
+    a.set_defaults(fn=cmd_asterisk)
+
+    c = sub.add_parser("config", help="validate the config")
+    c.add_argument("action", choices=["check"])
+    c.set_defaults(fn=cmd_config_check)
+
+    s = sub.add_parser("serve", help="run the AMI client and the SIP agent")
+    s.set_defaults(fn=cmd_serve)
+
+    o = sub.add_parser("call", help="originate an outbound call connected to a line")
+    o.add_argument("number")
+    o.add_argument("--line", help="line to connect the callee to (default: the first)")
+    o.set_defaults(fn=cmd_call)
+
+    ls = sub.add_parser("calls", help="list recent CDRs")
+    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(fn=cmd_calls)
+
+    d = sub.add_parser("demo", help="start everything and place a scripted call to the AI line")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return int(args.fn(args))
+    except CallvaultError as exc:
+        print(f"callvault: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

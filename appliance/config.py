@@ -1,0 +1,363 @@
+"""The appliance's one typed configuration file (TOML).
+
+Every key has a documented default here; `config/callvault.dev.toml` is the development default
+and `/etc/callvault/callvault.toml` the appliance's. Relative paths are resolved against the
+directory of the config file. Loading validates everything and names the offending field, so a
+bad file is rejected before anything is rendered or written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from appliance.errors import ConfigError
+from appliance.secrets import SecretStore
+
+DEFAULT_PATH = Path("/etc/callvault/callvault.toml")
+
+Leg = Literal["caller", "callee", "mixed"]
+LineKind = Literal["agent", "echo", "announcement"]
+LEGS: tuple[str, ...] = get_args(Leg)
+LINE_KINDS: tuple[str, ...] = get_args(LineKind)
+
+_EXTENSION = re.compile(r"^[0-9]{2,8}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_SIP_USER = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+@dataclass(frozen=True)
+class AsteriskConfig:
+    """How the appliance reaches and renders Asterisk."""
+
+    root: Path = Path("/")
+    """Filesystem root Asterisk runs in: `/` on an appliance, the sid rootfs in the sandbox."""
+    sandbox: bool = False
+    """True when Asterisk runs in the `asterisk/sandbox` chroot (dev and CI)."""
+    config_dir: str = "/etc/asterisk"
+    """Where Asterisk reads its configs, as Asterisk sees it."""
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "callvault"
+    ami_secret: str = ""
+    """Empty: generated on the box and kept in `<state_dir>/secrets/ami_secret`."""
+    ami_connect_timeout_s: float = 5.0
+    ami_reconnect_s: float = 1.0
+    sip_bind: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_start: int = 10000
+    rtp_end: int = 10999
+    spool_dir: str = "/var/spool/asterisk/monitor"
+    """Where MixMonitor writes, as Asterisk sees it (a tmpfs on the appliance)."""
+    cdr_log: str = "/var/log/asterisk/cdr-custom/callvault.csv"
+    """Asterisk's own CDR file, read to reconcile CDRs missed while AMI was down."""
+
+    def host_path(self, inside: str) -> Path:
+        """A path as Asterisk sees it, translated to the host (differs only in the sandbox)."""
+        return self.root / inside.lstrip("/")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The pjsua2 user agent that answers AI lines; registered as PJSIP endpoint `username`."""
+
+    username: str = "agent"
+    password: str = ""
+    """Empty: generated on the box (`secrets/agent_password`)."""
+    bind: str = "127.0.0.1"
+    port: int = 5070
+    max_calls: int = 32
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """A number callers dial, and what answers it."""
+
+    name: str
+    extension: str
+    kind: LineKind = "agent"
+    """`agent`: the voice agent answers; `echo`/`announcement`: Asterisk itself (test lines)."""
+    record_legs: tuple[Leg, ...] = ("mixed",)
+    """Which audio to record: `caller` (what the caller says), `callee`, `mixed` (both)."""
+    greeting: Path | None = None
+    """WAV (8 kHz mono 16-bit) the agent plays on answer."""
+    announcement: str = "hello-world"
+    """Asterisk sound played by `announcement` lines."""
+    max_duration_s: int = 3600
+
+
+@dataclass(frozen=True)
+class ExtensionConfig:
+    """A desk phone / softphone user."""
+
+    number: str
+    name: str
+    password: str = ""
+    """Empty: generated on the box (`secrets/ext_<number>`)."""
+
+
+@dataclass(frozen=True)
+class IpPeerConfig:
+    """A SIP peer identified by its source address, no digest auth (load generator, IP trunk)."""
+
+    name: str
+    match: str
+    """Source address (e.g. `127.0.0.2`); calls from it reach the lines only."""
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path("/var/lib/callvault")
+    """Database, secrets and encrypted recordings live here."""
+    database: Path = Path("/var/lib/callvault/callvault.db")
+    recordings_dir: Path = Path("/var/lib/callvault/recordings")
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    lines: tuple[LineConfig, ...] = ()
+    extensions: tuple[ExtensionConfig, ...] = ()
+    ip_peers: tuple[IpPeerConfig, ...] = ()
+    source: Path | None = None
+
+    @property
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.state_dir / "secrets")
+
+    def ami_secret(self) -> str:
+        return self.asterisk.ami_secret or self.secrets.get_or_create("ami_secret")
+
+    def agent_password(self) -> str:
+        return self.agent.password or self.secrets.get_or_create("agent_password")
+
+    def extension_password(self, ext: ExtensionConfig) -> str:
+        return ext.password or self.secrets.get_or_create(f"ext_{ext.number}")
+
+    def line_by_extension(self, extension: str) -> LineConfig | None:
+        return next((ln for ln in self.lines if ln.extension == extension), None)
+
+    def line_by_name(self, name: str) -> LineConfig | None:
+        return next((ln for ln in self.lines if ln.name == name), None)
+
+
+def load(path: Path | None = None) -> Config:
+    path = path or DEFAULT_PATH
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), "config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    return parse(raw, base_dir=path.parent.resolve(), source=path)
+
+
+def parse(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
+    top = _Section(raw, "", base_dir)
+    state_dir = top.path("state_dir", Config.state_dir)
+    cfg = Config(
+        state_dir=state_dir,
+        database=top.path("database", state_dir / "callvault.db"),
+        recordings_dir=top.path("recordings_dir", state_dir / "recordings"),
+        asterisk=_asterisk(top.section("asterisk")),
+        agent=_agent(top.section("agent")),
+        lines=tuple(_line(s) for s in top.sections("lines")),
+        extensions=tuple(_extension(s) for s in top.sections("extensions")),
+        ip_peers=tuple(_ip_peer(s) for s in top.sections("ip_peers")),
+        source=source,
+    )
+    top.reject_unknown()
+    _check_numbering(cfg)
+    return cfg
+
+
+def _asterisk(s: _Section) -> AsteriskConfig:
+    d = AsteriskConfig()
+    cfg = AsteriskConfig(
+        root=s.path("root", d.root),
+        sandbox=s.bool("sandbox", d.sandbox),
+        config_dir=s.str("config_dir", d.config_dir),
+        ami_host=s.str("ami_host", d.ami_host),
+        ami_port=s.port("ami_port", d.ami_port),
+        ami_username=s.str("ami_username", d.ami_username),
+        ami_secret=s.str("ami_secret", d.ami_secret),
+        ami_connect_timeout_s=s.float("ami_connect_timeout_s", d.ami_connect_timeout_s),
+        ami_reconnect_s=s.float("ami_reconnect_s", d.ami_reconnect_s),
+        sip_bind=s.str("sip_bind", d.sip_bind),
+        sip_port=s.port("sip_port", d.sip_port),
+        rtp_start=s.port("rtp_start", d.rtp_start),
+        rtp_end=s.port("rtp_end", d.rtp_end),
+        spool_dir=s.str("spool_dir", d.spool_dir),
+        cdr_log=s.str("cdr_log", d.cdr_log),
+    )
+    if cfg.rtp_end <= cfg.rtp_start:
+        raise ConfigError(s.name("rtp_end"), "must be greater than rtp_start")
+    s.reject_unknown()
+    return cfg
+
+
+def _agent(s: _Section) -> AgentConfig:
+    d = AgentConfig()
+    cfg = AgentConfig(
+        username=s.match("username", d.username, _SIP_USER, "letters, digits, _ . -"),
+        password=s.str("password", d.password),
+        bind=s.str("bind", d.bind),
+        port=s.port("port", d.port),
+        max_calls=s.int("max_calls", d.max_calls, lo=1, hi=256),
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _line(s: _Section) -> LineConfig:
+    legs = s.list("record_legs", list(LineConfig.record_legs))
+    for i, leg in enumerate(legs):
+        if leg not in LEGS:
+            raise ConfigError(
+                f"{s.name('record_legs')}[{i}]",
+                f"unknown leg {leg!r} (expected one of {', '.join(LEGS)})",
+            )
+    if len(set(legs)) != len(legs):
+        raise ConfigError(s.name("record_legs"), "lists a leg twice")
+    kind = s.str("kind", LineConfig.kind)
+    if kind not in LINE_KINDS:
+        raise ConfigError(s.name("kind"), f"unknown kind {kind!r} (expected {', '.join(LINE_KINDS)})")
+    greeting = s.path("greeting", None) if "greeting" in s.raw else None
+    cfg = LineConfig(
+        name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"),
+        extension=s.match("extension", None, _EXTENSION, "2 to 8 digits"),
+        kind=cast(LineKind, kind),
+        record_legs=tuple(cast(Leg, leg) for leg in legs),
+        greeting=greeting,
+        announcement=s.match(
+            "announcement", LineConfig.announcement, re.compile(r"^[a-z0-9/_-]{1,64}$"), "a sound name"
+        ),
+        max_duration_s=s.int("max_duration_s", LineConfig.max_duration_s, lo=10, hi=86400),
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _extension(s: _Section) -> ExtensionConfig:
+    cfg = ExtensionConfig(
+        number=s.match("number", None, _EXTENSION, "2 to 8 digits"),
+        name=s.str("name", ""),
+        password=s.str("password", ""),
+    )
+    if cfg.password and len(cfg.password) < 12:
+        raise ConfigError(s.name("password"), "must be at least 12 characters (or empty: generated)")
+    s.reject_unknown()
+    return cfg
+
+
+def _ip_peer(s: _Section) -> IpPeerConfig:
+    try:
+        match = str(ipaddress.ip_address(s.str("match", None)))
+    except ValueError:
+        raise ConfigError(s.name("match"), "must be an IP address") from None
+    cfg = IpPeerConfig(name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"), match=match)
+    s.reject_unknown()
+    return cfg
+
+
+def _check_numbering(cfg: Config) -> None:
+    seen: dict[str, str] = {}
+    for i, line in enumerate(cfg.lines):
+        for key, value in (("extension", line.extension), ("name", line.name)):
+            tag = f"{key}:{value}"
+            if tag in seen:
+                raise ConfigError(f"lines[{i}].{key}", f"duplicate {key} {value!r} (also {seen[tag]})")
+            seen[tag] = f"lines[{i}]"
+    for i, ext in enumerate(cfg.extensions):
+        tag = f"extension:{ext.number}"
+        if tag in seen:
+            raise ConfigError(f"extensions[{i}].number", f"duplicate extension {ext.number!r} (also {seen[tag]})")
+        seen[tag] = f"extensions[{i}]"
+    names = {e.number for e in cfg.extensions} | {p.name for p in cfg.ip_peers}
+    if cfg.agent.username in names:
+        raise ConfigError("agent.username", "collides with an extension or peer name")
+    if len({p.name for p in cfg.ip_peers}) != len(cfg.ip_peers):
+        raise ConfigError("ip_peers", "duplicate peer name")
+
+
+class _Section:
+    """Typed reads from one TOML table, tracking keys so unknown ones are rejected."""
+
+    def __init__(self, raw: dict[str, Any], prefix: str, base_dir: Path) -> None:
+        self.raw = raw
+        self.prefix = prefix
+        self.base_dir = base_dir
+        self.used: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def _get(self, key: str, default: Any, types: tuple[type, ...], what: str) -> Any:
+        self.used.add(key)
+        if key not in self.raw:
+            if default is None:
+                raise ConfigError(self.name(key), "is required")
+            return default
+        value = self.raw[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(self.name(key), f"must be {what}, got {type(value).__name__}")
+        return value
+
+    def str(self, key: str, default: str | None) -> str:
+        return cast(str, self._get(key, default, (str,), "a string"))
+
+    def bool(self, key: str, default: bool) -> bool:
+        return cast(bool, self._get(key, default, (bool,), "true or false"))
+
+    def float(self, key: str, default: float) -> float:
+        value = float(self._get(key, default, (int, float), "a number"))
+        if value <= 0:
+            raise ConfigError(self.name(key), "must be positive")
+        return value
+
+    def int(self, key: str, default: int, *, lo: int, hi: int) -> int:
+        value = cast(int, self._get(key, default, (int,), "an integer"))
+        if not lo <= value <= hi:
+            raise ConfigError(self.name(key), f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        return self.int(key, default, lo=1, hi=65535)
+
+    def match(self, key: str, default: str | None, pattern: re.Pattern[str], what: str) -> str:
+        value = self._get(key, default, (str, int), "a string")
+        value = str(value)
+        if not pattern.match(value):
+            raise ConfigError(self.name(key), f"{value!r} is not valid ({what})")
+        return value
+
+    def path(self, key: str, default: Path | None) -> Path:
+        value = self._get(key, None if default is None else str(default), (str,), "a path")
+        p = Path(value)
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def list(self, key: str, default: list[str]) -> list[str]:
+        value = cast(list[Any], self._get(key, default, (list,), "a list of strings"))
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.name(key)}[{i}]", "must be a string")
+        return cast(list[str], value)
+
+    def section(self, key: str) -> _Section:
+        value = self._get(key, {}, (dict,), "a table")
+        return _Section(cast(dict[str, Any], value), self.name(key), self.base_dir)
+
+    def sections(self, key: str) -> list[_Section]:
+        value = cast(list[Any], self._get(key, [], (list,), "an array of tables ([[...]])"))
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ConfigError(f"{self.name(key)}[{i}]", "must be a table")
+            out.append(_Section(item, f"{self.name(key)}[{i}]", self.base_dir))
+        return out
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(self.name(unknown[0]), "unknown key (check the spelling)")

@@ -1,0 +1,158 @@
+"""Thin adapter over panoramisk: the only module that knows it.
+
+panoramisk 1.4 reconnects by itself but (a) `connect()` returns before login, (b) a failed first
+connect is retried forever with only a log line, (c) `close()` does not stop the retries. This
+adapter turns those into clear errors on the first connect, reports connection state changes so
+the service can reconcile what it missed, and stops retrying when closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from panoramisk import Manager
+
+from appliance.errors import CallvaultError
+
+log = logging.getLogger(__name__)
+
+AmiEvent = Mapping[str, str]
+
+
+class AmiError(CallvaultError):
+    pass
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    closing = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closing:
+            return None
+        return super().connect(*args, **kwargs)
+
+
+class AmiClient:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        on_event: Callable[[AmiEvent], None],
+        on_state: Callable[[bool], None] | None = None,
+        connect_timeout_s: float = 5.0,
+        reconnect_s: float = 1.0,
+        ping_s: int = 5,
+    ) -> None:
+        self.address = f"{host}:{port}"
+        self.username = username
+        self._on_event = on_event
+        self._on_state = on_state
+        self._connect_timeout_s = connect_timeout_s
+        self._first_login: asyncio.Future[bool] | None = None
+        self._manager = _Manager(
+            host=host,
+            port=port,
+            username=username,
+            secret=secret,
+            ping_delay=ping_s,
+            ping_interval=ping_s,
+            reconnect_timeout=max(1, round(reconnect_s)),
+            on_login=self._logged_in,
+            on_disconnect=self._disconnected,
+            on_connect=lambda _m: None,
+        )
+        self._manager.register_event("*", self._dispatch)
+        self.logins = 0
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._manager.authenticated) and bool(getattr(self._manager, "_connected", False))
+
+    async def connect(self) -> None:
+        """Connect and log in; raise AmiError with what to do when that is impossible."""
+        loop = asyncio.get_running_loop()
+        self._manager.loop = loop
+        self._manager.closing = False
+        self._first_login = loop.create_future()
+        task = self._manager.connect()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._connect_timeout_s)
+        except (TimeoutError, OSError) as exc:
+            await self.close()
+            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            raise AmiError(
+                f"cannot reach Asterisk AMI at {self.address}: {reason} "
+                "(is Asterisk running? try `callvault asterisk up`)"
+            ) from None
+        auth = self._manager.authenticated_future
+        try:
+            if auth is not None:
+                response = await asyncio.wait_for(asyncio.shield(auth), self._connect_timeout_s)
+                if not response.success:
+                    await self.close()
+                    message = response.get("Message", "refused")
+                    raise AmiError(
+                        f"AMI login as {self.username!r} at {self.address} failed: {message} "
+                        "(check asterisk.ami_username / ami_secret and manager.conf)"
+                    )
+            await asyncio.wait_for(asyncio.shield(self._first_login), self._connect_timeout_s)
+        except TimeoutError:
+            await self.close()
+            raise AmiError(f"AMI at {self.address} did not answer the login") from None
+
+    async def close(self) -> None:
+        self._manager.closing = True
+        self._manager.close()
+        await asyncio.sleep(0)
+
+    async def action(self, name: str, **fields: str) -> dict[str, str]:
+        """Send an action; return its response, raising AmiError if Asterisk says Error."""
+        if not self.connected:
+            raise AmiError(f"AMI at {self.address} is not connected; {name} not sent")
+        response = await self._manager.send_action({"Action": name, **fields})
+        messages = response if isinstance(response, list) else [response]
+        first = messages[0]
+        if first.get("Response") == "Error":
+            raise AmiError(f"{name} failed: {first.get('Message', 'error')}")
+        return {str(k): str(v) for k, v in first.items()}
+
+    async def action_list(self, name: str, **fields: str) -> list[dict[str, str]]:
+        """Send a list action (…Complete terminated) and return every event of the list."""
+        if not self.connected:
+            raise AmiError(f"AMI at {self.address} is not connected; {name} not sent")
+        response = await self._manager.send_action({"Action": name, **fields}, as_list=True)
+        messages = response if isinstance(response, list) else [response]
+        return [{str(k): str(v) for k, v in m.items()} for m in messages]
+
+    def drop_connection(self) -> None:
+        """Abort the TCP connection as a network fault would (tests and diagnostics)."""
+        protocol = getattr(self._manager, "protocol", None)
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+
+    # ---- panoramisk callbacks
+    def _logged_in(self, _manager: Any) -> None:
+        self.logins += 1
+        if self._first_login is not None and not self._first_login.done():
+            self._first_login.set_result(True)
+        log.info("AMI logged in at %s (login #%d)", self.address, self.logins)
+        if self._on_state is not None:
+            self._on_state(True)
+
+    def _disconnected(self, _manager: Any, exc: Exception | None) -> None:
+        self._manager.authenticated = False
+        if self._manager.closing:
+            return
+        log.warning("AMI connection to %s lost (%s); reconnecting", self.address, exc or "closed")
+        if self._on_state is not None:
+            self._on_state(False)
+
+    def _dispatch(self, _manager: Any, message: Any) -> None:
+        event = {str(k): str(v) for k, v in message.items() if not isinstance(v, list)}
+        self._on_event(event)

@@ -1,0 +1,325 @@
+"""The telephony service: AMI events in, CDRs and recordings out, call control actions.
+
+It keeps a small live model of channels (which call each belongs to, which are the agent's), so
+it knows when a call is over and which channel to act on. Every CDR Asterisk emits is written;
+after a reconnect (and at start) the CDRs Asterisk wrote to its own file while the appliance was
+not listening are reconciled, so none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from appliance.config import Config, LineConfig
+from appliance.errors import CallvaultError
+from appliance.store import CdrRow, Database
+from appliance.telephony import cdr as cdrs
+from appliance.telephony.ami import AmiClient, AmiError
+from appliance.telephony.recordings import RecordingStore
+from appliance.telephony.render import mixmonitor_args
+
+log = logging.getLogger(__name__)
+
+# Reconcile from a little before the outage: the CDR file and the event stream are not ordered.
+RECONCILE_MARGIN_S = 120.0
+
+
+class TelephonyError(CallvaultError):
+    pass
+
+
+@dataclass
+class Channel:
+    uniqueid: str
+    linkedid: str
+    name: str
+    caller_number: str
+    exten: str
+    context: str
+    state: str = ""
+    cause: int | None = None
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    cdrs_written: int = 0
+    cdrs_reconciled: int = 0
+    cdr_errors: int = 0
+    recordings: int = 0
+    reconnects: int = 0
+    last_reconcile: dict[str, int] = field(default_factory=dict)
+
+
+class TelephonyService:
+    def __init__(self, cfg: Config, db: Database) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.stats = Stats()
+        self.channels: dict[str, Channel] = {}
+        self.recordings = RecordingStore(
+            cfg.asterisk.host_path(cfg.asterisk.spool_dir), cfg.recordings_dir, db
+        )
+        a = cfg.asterisk
+        self.ami = AmiClient(
+            host=a.ami_host,
+            port=a.ami_port,
+            username=a.ami_username,
+            secret=cfg.ami_secret(),
+            on_event=self._on_event,
+            on_state=self._on_state,
+            connect_timeout_s=a.ami_connect_timeout_s,
+            reconnect_s=a.ami_reconnect_s,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._disconnected_at: float | None = None
+        self._cdr_waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._ingest_scheduled: set[str] = set()
+
+    # ---- lifecycle
+    async def start(self) -> None:
+        await self.db.sync_lines(
+            [(ln.name, ln.extension, ln.kind, ln.record_legs) for ln in self.cfg.lines]
+        )
+        await self.ami.connect()
+        await self._refresh_channels()
+        # Whatever ended while the appliance was down: CDRs from Asterisk's file, files in
+        # the spool that no live call writes to.
+        await self.reconcile(since=await self._last_cdr_end() - RECONCILE_MARGIN_S)
+        self._spawn(self._sweep_spool())
+
+    async def stop(self) -> None:
+        await self.ami.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("telephony task failed", exc_info=task.exception())
+
+    # ---- events
+    def _on_state(self, up: bool) -> None:
+        if not up:
+            self._disconnected_at = self._disconnected_at or time.time()
+            return
+        if self._disconnected_at is not None:
+            since = self._disconnected_at - RECONCILE_MARGIN_S
+            self._disconnected_at = None
+            self.stats.reconnects += 1
+            self._spawn(self._after_reconnect(since))
+
+    async def _after_reconnect(self, since: float) -> None:
+        await self._refresh_channels()
+        await self.reconcile(since=since)
+        await self._sweep_spool()
+
+    def _on_event(self, ev: Mapping[str, str]) -> None:
+        self.stats.events += 1
+        name = ev.get("Event", "")
+        if name == "Newchannel":
+            uid = ev.get("Uniqueid", "")
+            self.channels[uid] = Channel(
+                uniqueid=uid,
+                linkedid=ev.get("Linkedid", uid),
+                name=ev.get("Channel", ""),
+                caller_number=ev.get("CallerIDNum", ""),
+                exten=ev.get("Exten", ""),
+                context=ev.get("Context", ""),
+            )
+        elif name == "Newstate":
+            ch = self.channels.get(ev.get("Uniqueid", ""))
+            if ch is not None:
+                ch.state = ev.get("ChannelStateDesc", "")
+        elif name == "Hangup":
+            ch = self.channels.pop(ev.get("Uniqueid", ""), None)
+            if ch is not None and not self._live(ch.linkedid):
+                self._schedule_ingest(ch.linkedid)
+        elif name == "Cdr":
+            self._spawn(self._write_cdr(ev))
+
+    def _live(self, call_id: str) -> bool:
+        return any(ch.linkedid == call_id for ch in self.channels.values())
+
+    def _schedule_ingest(self, call_id: str) -> None:
+        if call_id not in self._ingest_scheduled:
+            self._ingest_scheduled.add(call_id)
+            self._spawn(self._ingest(call_id))
+
+    async def _ingest(self, call_id: str) -> None:
+        try:
+            rows = await self.recordings.ingest_call(call_id)
+            self.stats.recordings += len(rows)
+        finally:
+            self._ingest_scheduled.discard(call_id)
+
+    async def _write_cdr(self, ev: Mapping[str, str]) -> None:
+        try:
+            row = cdrs.from_event(ev)
+        except cdrs.CdrParseError as exc:
+            self.stats.cdr_errors += 1
+            log.error("unreadable Cdr event %s: %s", ev.get("UniqueID", "?"), exc)
+            return
+        if await self.db.add_cdr(row):
+            self.stats.cdrs_written += 1
+        self._notify(row.call_id)
+
+    def _notify(self, call_id: str) -> None:
+        for cid, fut in list(self._cdr_waiters):
+            if cid == call_id and not fut.done():
+                fut.set_result(None)
+        self._cdr_waiters = [(c, f) for c, f in self._cdr_waiters if not f.done()]
+
+    async def wait_cdr(self, call_id: str, timeout_s: float = 10.0) -> list[dict[str, object]]:
+        """Wait until the call has a CDR and no live channel; return its CDRs."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rows = await self.db.cdrs(call_id)
+            if rows and not self._live(call_id):
+                return rows
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TelephonyError(f"no CDR for call {call_id} within {timeout_s}s")
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._cdr_waiters.append((call_id, fut))
+            try:
+                await asyncio.wait_for(fut, min(remaining, 0.25))
+            except TimeoutError:
+                pass
+
+    # ---- reconciliation
+    async def _last_cdr_end(self) -> float:
+        latest = await self.db.cdrs(limit=1)
+        return float(str(latest[0]["end_at"])) if latest else 0.0
+
+    async def reconcile(self, since: float) -> dict[str, int]:
+        """Store CDRs from Asterisk's own file that the event stream did not deliver."""
+        path = self.cfg.asterisk.host_path(self.cfg.asterisk.cdr_log)
+        added = errors = seen = 0
+        rows: list[CdrRow | cdrs.CdrParseError] = await asyncio.to_thread(
+            lambda: list(cdrs.read_csv(path, since))
+        )
+        for item in rows:
+            if isinstance(item, cdrs.CdrParseError):
+                errors += 1
+                log.error("CDR file: %s", item)
+                continue
+            seen += 1
+            if await self.db.add_cdr(item):
+                added += 1
+                self._notify(item.call_id)
+        self.stats.cdrs_reconciled += added
+        self.stats.cdr_errors += errors
+        result = {"seen": seen, "added": added, "errors": errors}
+        self.stats.last_reconcile = result
+        if added or errors:
+            log.warning("reconciled CDRs from %s: %s", path, result)
+        return result
+
+    async def _refresh_channels(self) -> None:
+        """Rebuild the live channel model after a (re)connect, when events were missed."""
+        try:
+            items = await self.ami.action_list("CoreShowChannels")
+        except AmiError as exc:
+            log.warning("could not list channels: %s", exc)
+            return
+        fresh = {}
+        for ev in items:
+            if ev.get("Event") == "CoreShowChannel":
+                uid = ev.get("Uniqueid", "")
+                fresh[uid] = Channel(
+                    uniqueid=uid,
+                    linkedid=ev.get("Linkedid", uid),
+                    name=ev.get("Channel", ""),
+                    caller_number=ev.get("CallerIDNum", ""),
+                    exten=ev.get("Exten", ""),
+                    context=ev.get("Context", ""),
+                    state=ev.get("ChannelStateDesc", ""),
+                )
+        gone = {ch.linkedid for uid, ch in self.channels.items() if uid not in fresh}
+        self.channels = fresh
+        for call_id in gone:
+            if not self._live(call_id):
+                self._schedule_ingest(call_id)
+
+    async def _sweep_spool(self) -> None:
+        live = {ch.linkedid for ch in self.channels.values()}
+        for path in self.recordings.spool_files():
+            call_id = path.name.split("-")[1]
+            if call_id not in live:
+                self._schedule_ingest(call_id)
+
+    # ---- call control
+    def _line(self, name: str) -> LineConfig:
+        line = self.cfg.line_by_name(name)
+        if line is None:
+            known = ", ".join(ln.name for ln in self.cfg.lines) or "none"
+            raise TelephonyError(f"unknown line {name!r} (configured: {known})")
+        return line
+
+    async def originate(self, number: str, line: str, timeout_s: int = 30) -> str:
+        """Call `number` and connect it to `line` when answered; returns the call id."""
+        ln = self._line(line)
+        if number not in {e.number for e in self.cfg.extensions}:
+            raise TelephonyError(
+                f"{number!r} is not a configured extension, and no SIP trunk is configured "
+                "for external numbers"
+            )
+        call_id = f"{time.time():.6f}"
+        await self.ami.action(
+            "Originate",
+            Channel=f"PJSIP/{number}",
+            Context="callvault-lines",
+            Exten=ln.extension,
+            Priority="1",
+            CallerID=f'"{ln.name}" <{ln.extension}>',
+            Timeout=str(timeout_s * 1000),
+            ChannelId=call_id,
+            Variable=f"CV_DIRECTION=outbound,CV_DIALED={number}",
+            Async="true",
+        )
+        return call_id
+
+    def channel_of(self, call_id: str, *, agent: bool) -> Channel:
+        prefix = f"PJSIP/{self.cfg.agent.username}-"
+        for ch in self.channels.values():
+            if ch.linkedid == call_id and ch.name.startswith(prefix) == agent:
+                return ch
+        side = "agent" if agent else "caller"
+        raise TelephonyError(f"call {call_id} has no live {side} channel")
+
+    async def transfer(self, call_id: str, extension: str) -> None:
+        """Blind-transfer the caller of an AI call to an extension; the agent leg ends."""
+        if extension not in {e.number for e in self.cfg.extensions}:
+            raise TelephonyError(f"cannot transfer to {extension!r}: not a configured extension")
+        agent = self.channel_of(call_id, agent=True)
+        await self.ami.action(
+            "BlindTransfer", Channel=agent.name, Context="callvault-extensions", Exten=extension
+        )
+
+    async def start_recording(self, call_id: str, line: str) -> None:
+        """Record a live call's legs as the line asks (for lines that record on demand)."""
+        ln = self._line(line)
+        caller = self.channel_of(call_id, agent=False)
+        args = mixmonitor_args(self.cfg.asterisk.spool_dir, ln).replace(
+            "${CHANNEL(linkedid)}", call_id
+        )
+        file, _, options = args.partition(",")
+        # The AMI action takes options without r()/t() paths inside; pass them as variables.
+        await self.ami.action(
+            "MixMonitor", Channel=caller.name, File=file, Options=options, Command=""
+        )
+
+    async def stop_recording(self, call_id: str) -> None:
+        caller = self.channel_of(call_id, agent=False)
+        await self.ami.action("StopMixMonitor", Channel=caller.name)
