@@ -69,7 +69,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from appliance.telephony.appliance import run_until_signalled
+    from appliance.server import run_until_signalled
 
     cfg = _config(args)
     asyncio.run(run_until_signalled(cfg))
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    from appliance.telephony.appliance import originate_once
+    from appliance.server import originate_once
 
     cfg = _config(args)
     line = args.line or (cfg.lines[0].name if cfg.lines else "")
@@ -106,7 +106,18 @@ def cmd_calls(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title=f"Last {len(rows)} CDRs")
-    for col in ("start", "dir", "line", "from", "name", "to", "dur", "bill", "disposition", "cause"):
+    for col in (
+        "start",
+        "dir",
+        "line",
+        "from",
+        "name",
+        "to",
+        "dur",
+        "bill",
+        "disposition",
+        "cause",
+    ):
         table.add_column(col)
     for r in rows:
         table.add_row(

@@ -222,7 +222,9 @@ def _line(s: _Section) -> LineConfig:
         raise ConfigError(s.name("record_legs"), "lists a leg twice")
     kind = s.str("kind", LineConfig.kind)
     if kind not in LINE_KINDS:
-        raise ConfigError(s.name("kind"), f"unknown kind {kind!r} (expected {', '.join(LINE_KINDS)})")
+        raise ConfigError(
+            s.name("kind"), f"unknown kind {kind!r} (expected {', '.join(LINE_KINDS)})"
+        )
     greeting = s.path("greeting", None) if "greeting" in s.raw else None
     cfg = LineConfig(
         name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"),
@@ -231,7 +233,10 @@ def _line(s: _Section) -> LineConfig:
         record_legs=tuple(cast(Leg, leg) for leg in legs),
         greeting=greeting,
         announcement=s.match(
-            "announcement", LineConfig.announcement, re.compile(r"^[a-z0-9/_-]{1,64}$"), "a sound name"
+            "announcement",
+            LineConfig.announcement,
+            re.compile(r"^[a-z0-9/_-]{1,64}$"),
+            "a sound name",
         ),
         max_duration_s=s.int("max_duration_s", LineConfig.max_duration_s, lo=10, hi=86400),
     )
@@ -246,7 +251,9 @@ def _extension(s: _Section) -> ExtensionConfig:
         password=s.str("password", ""),
     )
     if cfg.password and len(cfg.password) < 12:
-        raise ConfigError(s.name("password"), "must be at least 12 characters (or empty: generated)")
+        raise ConfigError(
+            s.name("password"), "must be at least 12 characters (or empty: generated)"
+        )
     s.reject_unknown()
     return cfg
 
@@ -256,7 +263,9 @@ def _ip_peer(s: _Section) -> IpPeerConfig:
         match = str(ipaddress.ip_address(s.str("match", None)))
     except ValueError:
         raise ConfigError(s.name("match"), "must be an IP address") from None
-    cfg = IpPeerConfig(name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"), match=match)
+    cfg = IpPeerConfig(
+        name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"), match=match
+    )
     s.reject_unknown()
     return cfg
 
@@ -267,12 +276,16 @@ def _check_numbering(cfg: Config) -> None:
         for key, value in (("extension", line.extension), ("name", line.name)):
             tag = f"{key}:{value}"
             if tag in seen:
-                raise ConfigError(f"lines[{i}].{key}", f"duplicate {key} {value!r} (also {seen[tag]})")
+                raise ConfigError(
+                    f"lines[{i}].{key}", f"duplicate {key} {value!r} (also {seen[tag]})"
+                )
             seen[tag] = f"lines[{i}]"
     for i, ext in enumerate(cfg.extensions):
         tag = f"extension:{ext.number}"
         if tag in seen:
-            raise ConfigError(f"extensions[{i}].number", f"duplicate extension {ext.number!r} (also {seen[tag]})")
+            raise ConfigError(
+                f"extensions[{i}].number", f"duplicate extension {ext.number!r} (also {seen[tag]})"
+            )
         seen[tag] = f"extensions[{i}]"
     names = {e.number for e in cfg.extensions} | {p.name for p in cfg.ip_peers}
     if cfg.agent.username in names:

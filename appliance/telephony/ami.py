@@ -72,7 +72,9 @@ class AmiClient:
 
     @property
     def connected(self) -> bool:
-        return bool(self._manager.authenticated) and bool(getattr(self._manager, "_connected", False))
+        return bool(self._manager.authenticated) and bool(
+            getattr(self._manager, "_connected", False)
+        )
 
     async def connect(self) -> None:
         """Connect and log in; raise AmiError with what to do when that is impossible."""

@@ -92,7 +92,9 @@ class RecordingStore:
                 continue
             if age >= min_age_s:
                 info = await asyncio.to_thread(wav_info, path)
-                rows.append(await self._take(path, flags="orphan" if info.complete else "orphan,incomplete"))
+                rows.append(
+                    await self._take(path, flags="orphan" if info.complete else "orphan,incomplete")
+                )
         return rows
 
     async def _take(self, path: Path, flags: str) -> RecordingRow:

@@ -134,7 +134,9 @@ def mixmonitor_args(spool_dir: str, line: LineConfig) -> str:
     if not line.record_legs:
         return ""
     spool = spool_dir.rstrip("/")
-    main = f"{spool}/{recording_basename(line.name, 'mixed')}" if "mixed" in line.record_legs else ""
+    main = (
+        f"{spool}/{recording_basename(line.name, 'mixed')}" if "mixed" in line.record_legs else ""
+    )
     opts = ""
     if "caller" in line.record_legs:
         opts += f"r({spool}/{recording_basename(line.name, 'caller')})"
@@ -164,7 +166,9 @@ def render(cfg: Config, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
     a = cfg.asterisk
     for i, ext in enumerate(cfg.extensions):
         if any(c in ext.name for c in '"<>\n;'):
-            raise ConfigError(f"extensions[{i}].name", "must not contain quotes, <, >, ; or newlines")
+            raise ConfigError(
+                f"extensions[{i}].name", "must not contain quotes, <, >, ; or newlines"
+            )
     lines = [
         RenderedLine(
             name=ln.name,
@@ -207,7 +211,9 @@ def _validate(files: dict[str, str]) -> None:
             stripped = line.strip()
             if "{{" in stripped or "{%" in stripped:
                 raise ConfigError(f"asterisk/{name}:{n}", "unrendered template syntax")
-            if stripped.startswith("[") and not stripped.split(";")[0].rstrip().endswith(("]", ")")):
+            if stripped.startswith("[") and not stripped.split(";")[0].rstrip().endswith(
+                ("]", ")")
+            ):
                 raise ConfigError(f"asterisk/{name}:{n}", f"malformed section header {stripped!r}")
 
 

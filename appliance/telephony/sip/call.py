@@ -104,13 +104,13 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         super().__init__(account, call_id)
         self._owner = owner
 
-    def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 callback name
+    def onCallState(self, prm: Any) -> None:
         self._owner.pj_on_state()
 
-    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+    def onCallMediaState(self, prm: Any) -> None:
         self._owner.pj_on_media_state()
 
-    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+    def onDtmfDigit(self, prm: Any) -> None:
         self._owner.pj_on_dtmf(str(prm.digit))
 
 
@@ -121,13 +121,13 @@ class _FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         super().__init__()
         self._owner: SipCall | None = owner
 
-    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+    def onFrameReceived(self, frame: Any) -> None:
         owner = self._owner  # read once: release clears it from the runtime thread
         if owner is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
             # tuple() first: it is ~2x faster than bytes() over a SWIG ByteVector.
             owner.media_received(bytes(tuple(frame.buf)))
 
-    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+    def onFrameRequested(self, frame: Any) -> None:
         owner = self._owner
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
         frame.buf = pj.ByteVector(owner.media_next_frame() if owner is not None else _SILENCE)
@@ -229,7 +229,7 @@ class SipCall:
         """Send DTMF (RFC 4733 events) to the remote party."""
         await self._runtime.run(self._pj_dial_dtmf, digits)
 
-    async def wait_confirmed(self, timeout: float | None = None) -> None:
+    async def wait_confirmed(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - scripted callers want a one-line deadline
         """Until the call is answered; raises SipError if it ends first."""
         async with asyncio.timeout(timeout):
             confirmed = asyncio.ensure_future(self._confirmed.wait())
@@ -246,7 +246,7 @@ class SipCall:
                 f"{end.status_code} {end.reason}"
             )
 
-    async def wait_ended(self, timeout: float | None = None) -> CallEnd:
+    async def wait_ended(self, timeout: float | None = None) -> CallEnd:  # noqa: ASYNC109 - scripted callers want a one-line deadline
         async with asyncio.timeout(timeout):
             await self._ended.wait()
         assert self._end is not None
@@ -303,7 +303,7 @@ class SipCall:
             seq = self._play_enqueued
         self._on_drained(seq)
 
-    async def wait_played(self, timeout: float | None = None) -> None:
+    async def wait_played(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - scripted callers want a one-line deadline
         """Until everything queued by `play()` was sent (or the call ended)."""
         async with asyncio.timeout(timeout):
             ended = asyncio.ensure_future(self._ended.wait())
@@ -477,7 +477,9 @@ class SipCall:
         try:
             self._pj_call.answer(prm)
         except pj.Error as err:
-            raise SipError(f"answer {status_code} on {self!r} failed: {pj_error_text(err)}") from None
+            raise SipError(
+                f"answer {status_code} on {self!r} failed: {pj_error_text(err)}"
+            ) from None
 
     def _pj_hangup(self, status_code: int) -> None:
         if self._pj_call is None or not self._pj_call.isActive():

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
+from typing import Any, ClassVar, Protocol, TypeVar, TypeVarTuple
 
 import pjsua2 as pj
 
@@ -37,6 +37,31 @@ _JOIN_TIMEOUT_S = 15.0
 
 _active_lock = threading.Lock()
 _active: PjRuntime | None = None
+
+
+async def _in_daemon_thread(fn: Callable[[], None]) -> None:
+    """Run a blocking start/stop off the loop without leaving an executor thread behind."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+    def body() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the awaiting task
+            loop.call_soon_threadsafe(settle, exc)
+        else:
+            loop.call_soon_threadsafe(settle, None)
+
+    threading.Thread(target=body, name="pjsua2-lifecycle", daemon=True).start()
+    await asyncio.shield(done)
 
 
 class SipError(CallvaultError):
@@ -67,7 +92,12 @@ class PjOwned(Protocol):
 
 class _LogWriter(pj.LogWriter):  # type: ignore[misc]
     # pj would otherwise print to stdout/stderr; routing through logging lets the app decide.
-    _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+    _LEVELS: ClassVar[dict[int, int]] = {
+        0: logging.CRITICAL,
+        1: logging.ERROR,
+        2: logging.WARNING,
+        3: logging.INFO,
+    }
 
     def write(self, entry: Any) -> None:
         level = self._LEVELS.get(int(entry.level), logging.DEBUG)
@@ -170,10 +200,10 @@ class PjRuntime:
         atexit.unregister(self.stop)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.stop)
+        await _in_daemon_thread(self.stop)
 
     async def __aenter__(self) -> PjRuntime:
-        await asyncio.to_thread(self.start)
+        await _in_daemon_thread(self.start)
         return self
 
     async def __aexit__(
@@ -189,9 +219,7 @@ class PjRuntime:
     def in_pj_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def submit(
-        self, fn: Callable[[Unpack[Ts]], T], *args: Unpack[Ts]
-    ) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[[*Ts], T], *args: *Ts) -> concurrent.futures.Future[T]:
         """Run `fn(*args)` on the runtime thread; thread-safe."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
@@ -214,7 +242,7 @@ class PjRuntime:
             self._commands.put(command)
         return future
 
-    async def run(self, fn: Callable[[Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """`submit()` for asyncio callers."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
@@ -228,13 +256,16 @@ class PjRuntime:
 
     async def add_udp_transport(self, host: str, port: int = 0) -> SipTransport:
         """Bind one more UDP transport (e.g. a second local peer in tests)."""
-        return await self.run(self._pj_create_transport, host, port)
+        return await self.run(self.pj_create_transport, host, port)
 
     # ---- bookkeeping used by accounts and calls (runtime thread only) ----------------------
 
     @property
     def pj_endpoint(self) -> Any:
         return self._ep
+
+    def pj_live_call_count(self) -> int:
+        return len(self._calls)
 
     def pj_track_call(self, owner: PjOwned) -> None:
         self._calls.add(owner)
@@ -293,7 +324,7 @@ class PjRuntime:
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
         ep.libInit(cfg)
-        self._transport = self._pj_create_transport(self._bind_host, self._bind_port)
+        self._transport = self.pj_create_transport(self._bind_host, self._bind_port)
         ep.libStart()
         ep.audDevManager().setNullDev()
         self._pj_set_codecs()
@@ -307,7 +338,7 @@ class PjRuntime:
             rank = next((i for i, w in enumerate(wanted) if codec_id.lower().startswith(w)), None)
             self._ep.codecSetPriority(codec_id, 0 if rank is None else 255 - rank)
 
-    def _pj_create_transport(self, host: str, port: int) -> SipTransport:
+    def pj_create_transport(self, host: str, port: int) -> SipTransport:
         tcfg = pj.TransportConfig()
         tcfg.port = port
         tcfg.boundAddress = host
@@ -366,8 +397,8 @@ class PjRuntime:
         if self._ep is not None:
             try:
                 self._ep.libDestroy()
-            except pj.Error as err:
-                log.error("pjsua2 libDestroy failed: %s", pj_error_text(err))
+            except pj.Error:
+                log.exception("pjsua2 libDestroy failed")
         self._ep = None
         gc.collect()
         self._log_writer = None

@@ -1,0 +1,95 @@
+"""`callvault serve`: the telephony service (AMI) and the SIP agent, together in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from appliance.config import Config
+from appliance.store import Database
+from appliance.telephony.greeter import GreetAndRecord
+from appliance.telephony.service import TelephonyService
+from appliance.telephony.sip import PjRuntime, SipAgent
+from appliance.telephony.sip.agent import CallHandler
+
+log = logging.getLogger(__name__)
+
+
+def registrar_host(cfg: Config) -> str:
+    host = cfg.asterisk.sip_bind
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - a bind-all address, mapped to loopback
+
+
+class Appliance:
+    def __init__(
+        self,
+        cfg: Config,
+        db: Database,
+        *,
+        handler: CallHandler | None = None,
+        runtime: PjRuntime | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.telephony = TelephonyService(cfg, db)
+        self.agent = SipAgent(
+            handler=handler or GreetAndRecord(cfg),
+            username=cfg.agent.username,
+            password=cfg.agent_password(),
+            registrar_host=registrar_host(cfg),
+            registrar_port=cfg.asterisk.sip_port,
+            bind_host=cfg.agent.bind,
+            bind_port=cfg.agent.port,
+            max_calls=cfg.agent.max_calls,
+            runtime=runtime,
+        )
+
+    async def start(self) -> None:
+        await self.telephony.start()
+        try:
+            await self.agent.start()
+        except BaseException:
+            await self.telephony.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self.agent.stop()
+        finally:
+            await self.telephony.stop()
+
+    async def __aenter__(self) -> Appliance:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+async def run_until_signalled(cfg: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Database(cfg.database) as db, Appliance(cfg, db) as app:
+        log.warning(
+            "callvault serving: AMI %s, agent %s registered, %d lines",
+            app.telephony.ami.address,
+            cfg.agent.username,
+            len(cfg.lines),
+        )
+        print("callvault: ready", flush=True)
+        await stop.wait()
+    print("callvault: stopped", flush=True)
+
+
+async def originate_once(cfg: Config, number: str, line: str) -> str:
+    """Place one outbound call from the command line (the serving process records it)."""
+    async with Database(cfg.database) as db:
+        svc = TelephonyService(cfg, db)
+        await svc.ami.connect()
+        try:
+            return await svc.originate(number, line)
+        finally:
+            await svc.stop()

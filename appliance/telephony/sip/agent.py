@@ -1,0 +1,175 @@
+"""The "agent" SIP endpoint: Asterisk routes AI lines here; each call runs the line handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from appliance.telephony.sip.account import SipAccount
+from appliance.telephony.sip.call import SipCall
+from appliance.telephony.sip.runtime import PjRuntime, SipError, SipTransport
+
+log = logging.getLogger(__name__)
+
+CallHandler = Callable[[SipCall], Awaitable[None]]
+
+_ANSWER_TIMEOUT_S = 10.0
+
+
+class SipAgent:
+    """Answers every incoming call (180, then 200) and runs `handler(call)` as a task per call.
+
+    When the handler returns the call is hung up if still up. Without `registrar_host` the agent
+    is a local peer at `sip:<username>@<bind_host>:<port>` (tests). With `runtime=None` the agent
+    owns a runtime bound to `bind_host:bind_port`; with a shared runtime it binds its own
+    transport on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        handler: CallHandler,
+        username: str = "agent",
+        password: str | None = None,
+        registrar_host: str | None = None,
+        registrar_port: int = 5060,
+        bind_host: str = "127.0.0.1",
+        bind_port: int = 0,
+        max_calls: int = 32,
+        runtime: PjRuntime | None = None,
+        transport: SipTransport | None = None,
+        register_timeout: float = 5.0,
+    ) -> None:
+        self._handler = handler
+        self._username = username
+        self._password = password
+        self._registrar_host = registrar_host
+        self._registrar_port = registrar_port
+        self._bind_host = bind_host
+        self._bind_port = bind_port
+        self.max_calls = max_calls
+        self._runtime = runtime
+        self._owns_runtime = runtime is None
+        self._transport = transport
+        self._register_timeout = register_timeout
+        self._account: SipAccount | None = None
+        self._tasks: dict[SipCall, asyncio.Task[None]] = {}
+        self._stopping = False
+        self.calls_handled = 0
+        self.calls_rejected = 0
+
+    @property
+    def account(self) -> SipAccount:
+        if self._account is None:
+            raise SipError("SipAgent is not started")
+        return self._account
+
+    @property
+    def transport(self) -> SipTransport:
+        return self.account.transport
+
+    @property
+    def port(self) -> int:
+        return self.transport.port
+
+    @property
+    def uri(self) -> str:
+        """Where to send calls when running without a registrar."""
+        return f"sip:{self._username}@{self.transport.host}:{self.transport.port}"
+
+    @property
+    def active_calls(self) -> list[SipCall]:
+        return [call for call in self._tasks if call.is_active]
+
+    async def start(self) -> None:
+        if self._account is not None:
+            raise SipError("SipAgent is already started")
+        runtime = self._runtime
+        if runtime is None:
+            runtime = PjRuntime(
+                bind_host=self._bind_host, bind_port=self._bind_port, max_calls=self.max_calls
+            )
+            await runtime.__aenter__()
+            self._runtime = runtime
+            transport = runtime.transport
+        elif self._transport is not None:
+            transport = self._transport
+        else:
+            transport = await runtime.add_udp_transport(self._bind_host, self._bind_port)
+        account = SipAccount(
+            runtime,
+            username=self._username,
+            password=self._password,
+            registrar_host=self._registrar_host,
+            registrar_port=self._registrar_port,
+            transport=transport,
+            on_incoming=self._on_incoming,
+        )
+        self._account = account
+        try:
+            await account.start()
+            await account.wait_registered(self._register_timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Cancel the handlers, hang up, unregister and (if owned) stop the runtime."""
+        self._stopping = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        account, self._account = self._account, None
+        try:
+            if account is not None:
+                await account.close()
+        finally:
+            if self._owns_runtime and self._runtime is not None:
+                runtime, self._runtime = self._runtime, None
+                await runtime.aclose()
+            self._stopping = False
+
+    async def __aenter__(self) -> SipAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _on_incoming(self, call: SipCall) -> None:
+        if self._stopping or len(self.active_calls) >= self.max_calls:
+            self.calls_rejected += 1
+            log.warning("agent busy (%d calls); rejecting %r", len(self.active_calls), call)
+            await call.hangup(486)
+            return
+        task = asyncio.ensure_future(self._run_call(call))
+        self._tasks[call] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(call, None))
+
+    async def _run_call(self, call: SipCall) -> None:
+        try:
+            await call.ring()
+            await call.answer(200)
+            await call.wait_confirmed(_ANSWER_TIMEOUT_S)
+            self.calls_handled += 1
+            await self._handler(call)
+        except SipError as err:
+            log.warning("call %r failed: %s", call, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("line handler failed on %r", call)
+        finally:
+            await self._hangup_quietly(call)
+
+    async def _hangup_quietly(self, call: SipCall) -> None:
+        if not call.is_active or self._runtime is None or not self._runtime.running:
+            return
+        try:
+            # Shielded: a cancelled handler must still release the call on the SIP side.
+            await asyncio.shield(call.hangup())
+        except SipError as err:
+            log.warning("hangup of %r failed: %s", call, err)
