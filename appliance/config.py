@@ -83,6 +83,9 @@ class LineConfig:
     """`agent`: the voice agent answers; `echo`/`announcement`: Asterisk itself (test lines)."""
     record_legs: tuple[Leg, ...] = ("mixed",)
     """Which audio to record: `caller` (what the caller says), `callee`, `mixed` (both)."""
+    record_from_start: bool = True
+    """Record from the first ring (dialplan); false: the appliance starts recording over AMI
+    when the line's policy allows it (e.g. after consent)."""
     greeting: Path | None = None
     """WAV (8 kHz mono 16-bit) the agent plays on answer."""
     announcement: str = "hello-world"
@@ -231,6 +234,7 @@ def _line(s: _Section) -> LineConfig:
         extension=s.match("extension", None, _EXTENSION, "2 to 8 digits"),
         kind=cast(LineKind, kind),
         record_legs=tuple(cast(Leg, leg) for leg in legs),
+        record_from_start=s.bool("record_from_start", LineConfig.record_from_start),
         greeting=greeting,
         announcement=s.match(
             "announcement",

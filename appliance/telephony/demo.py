@@ -134,7 +134,7 @@ async def run_demo(cfg: Config, console: Console) -> int:
         console.print(table)
     for rec in recordings:
         console.print(
-            f"recording [{rec['leg']}] {rec['duration_s']:.1f}s sha256 {str(rec['sha256'])[:12]}… {rec['path']}"
+            f"recording ({rec['leg']}) {rec['duration_s']:.1f}s sha256 {str(rec['sha256'])[:12]}… {rec['path']}"
         )
     ok = bool(rows) and len(recordings) >= len(line.record_legs) and voiced_seconds(received) > 0.5
     console.print("[green]demo call OK[/green]" if ok else "[red]demo call incomplete[/red]")

@@ -177,7 +177,7 @@ def render(cfg: Config, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
             record_legs=ln.record_legs,
             announcement=ln.announcement,
             max_duration_s=ln.max_duration_s,
-            mixmonitor=mixmonitor_args(a.spool_dir, ln),
+            mixmonitor=mixmonitor_args(a.spool_dir, ln) if ln.record_from_start else "",
         )
         for ln in cfg.lines
     ]

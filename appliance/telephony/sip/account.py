@@ -14,6 +14,8 @@ from appliance.telephony.sip.runtime import PjRuntime, SipError, SipTransport, p
 
 log = logging.getLogger(__name__)
 
+_PJ_ETOOMANY = 70010
+
 IncomingHandler = Callable[[SipCall], Awaitable[None]]
 
 
@@ -246,6 +248,13 @@ class SipAccount:
             call.pj_make_call(uri, headers)
         except pj.Error as err:
             call.pj_release()
+            if int(getattr(err, "status", 0)) == _PJ_ETOOMANY:
+                raise SipError(
+                    f"cannot call {uri} from {self.label}: the pjsua2 call table is full "
+                    f"({self._runtime.pj_live_call_count()} call legs live in this process; "
+                    "the pjsua2-python wheel is built with a small PJSUA_MAX_CALLS, 4 legs for "
+                    "2.15.1.post1, whatever uaConfig.maxCalls asks)"
+                ) from None
             raise SipError(f"cannot call {uri} from {self.label}: {pj_error_text(err)}") from None
         call.pj_refresh()
         return call

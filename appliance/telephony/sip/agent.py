@@ -22,8 +22,8 @@ class SipAgent:
 
     When the handler returns the call is hung up if still up. Without `registrar_host` the agent
     is a local peer at `sip:<username>@<bind_host>:<port>` (tests). With `runtime=None` the agent
-    owns a runtime bound to `bind_host:bind_port`; with a shared runtime it binds its own
-    transport on it.
+    owns a runtime bound to `bind_host:bind_port`; with a shared runtime it uses `transport`
+    or binds its own on it.
     """
 
     def __init__(
@@ -64,6 +64,12 @@ class SipAgent:
         if self._account is None:
             raise SipError("SipAgent is not started")
         return self._account
+
+    @property
+    def runtime(self) -> PjRuntime:
+        if self._runtime is None:
+            raise SipError("not started")
+        return self._runtime
 
     @property
     def transport(self) -> SipTransport:

@@ -15,7 +15,7 @@ class SipPhone:
     are answered first (after `answer_delay` seconds of ringing).
 
     With `runtime=None` the phone owns a runtime bound to `bind_host:bind_port`; with a shared
-    runtime it binds its own transport there (so two phones never share a contact).
+    runtime it uses `transport` or binds its own there (so two phones never share a contact).
     """
 
     def __init__(
@@ -55,6 +55,12 @@ class SipPhone:
         if self._account is None:
             raise SipError(f"phone {self.username} is not started")
         return self._account
+
+    @property
+    def runtime(self) -> PjRuntime:
+        if self._runtime is None:
+            raise SipError("not started")
+        return self._runtime
 
     @property
     def transport(self) -> SipTransport:

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from appliance.telephony.audio import dominant_frequency, rms_dbfs, tone, voiced_seconds
-from appliance.telephony.sip import FRAME_BYTES, CallState, SipAgent, SipCall, SipPhone
+from appliance.telephony.sip import (
+    FRAME_BYTES,
+    CallState,
+    SipAgent,
+    SipCall,
+    SipError,
+    SipPhone,
+)
 
 if TYPE_CHECKING:
     from conftest import Loopback
@@ -267,7 +274,12 @@ async def test_phone_auto_answers_calls_from_the_agent_account(
     await incoming.wait_ended(5)
 
 
-async def test_five_concurrent_calls_keep_their_own_audio(
+# pjsua2-python 2.15.1.post1 is compiled with PJSUA_MAX_CALLS = 4 call legs per process (it
+# silently clamps uaConfig.maxCalls). With both peers in this process that is 2 calls at once.
+WHEEL_CALL_LEGS = 4
+
+
+async def test_concurrent_calls_keep_their_own_audio(
     agent: SipAgent, phone: SipPhone, handler_box: dict[str, Handler]
 ) -> None:
     async def handler(call: SipCall) -> None:
@@ -277,21 +289,29 @@ async def test_five_concurrent_calls_keep_their_own_audio(
         await asyncio.sleep(0.3)
 
     handler_box["handler"] = handler
-    freqs = [400, 600, 800, 1200, 1600]
+    freqs = [400, 1200][: WHEEL_CALL_LEGS // 2]
     calls = await asyncio.gather(
         *(phone.dial(agent.uri, headers={"X-Tone": str(f)}) for f in freqs)
     )
     await asyncio.gather(*(c.wait_confirmed(5) for c in calls))
-    assert len(agent.active_calls) == 5
+    assert len(agent.active_calls) == len(freqs)
     ends = await asyncio.gather(*(c.wait_ended(10) for c in calls))
     assert all(e.status_code == 200 for e in ends)
     for call, freq in zip(calls, freqs, strict=True):
         assert_tone(call.received_pcm(), freq, 0.5)
 
 
-async def test_agent_rejects_calls_over_its_limit(
-    loopback: Loopback, phone: SipPhone
-) -> None:
+async def test_full_call_table_is_a_clear_error(agent: SipAgent, phone: SipPhone) -> None:
+    calls = [await phone.dial(agent.uri, wait_answer=5) for _ in range(WHEEL_CALL_LEGS // 2)]
+    with pytest.raises(SipError, match="call table is full"):
+        await phone.dial(agent.uri)
+    for call in calls:
+        await call.hangup()
+    for call in calls:
+        await call.wait_ended(5)
+
+
+async def test_agent_rejects_calls_over_its_limit(loopback: Loopback, phone: SipPhone) -> None:
     async def hold(call: SipCall) -> None:
         await call.wait_ended()
 
@@ -323,9 +343,7 @@ async def test_agent_stop_cancels_handlers_and_hangs_up(
             cancelled.set()
             raise
 
-    agent = SipAgent(
-        handler=forever, runtime=loopback.runtime, transport=loopback.agent_transport
-    )
+    agent = SipAgent(handler=forever, runtime=loopback.runtime, transport=loopback.agent_transport)
     await agent.start()
     calls = [await phone.dial(agent.uri, wait_answer=5) for _ in range(2)]
     await agent.stop()
