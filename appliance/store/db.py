@@ -6,6 +6,7 @@ appliance has acknowledged survives a killed process.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -90,6 +91,8 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # One connection serves every task: writes must not interleave inside a transaction.
+        self._write_lock = asyncio.Lock()
 
     async def open(self) -> Database:
         try:
@@ -159,6 +162,10 @@ class Database:
 
     # ---- lines
     async def sync_lines(self, lines: Sequence[tuple[str, str, str, Sequence[str]]]) -> None:
+        async with self._write_lock:
+            await self._sync_lines(lines)
+
+    async def _sync_lines(self, lines: Sequence[tuple[str, str, str, Sequence[str]]]) -> None:
         now = time.time()
         await self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -180,6 +187,10 @@ class Database:
     # ---- CDRs and calls
     async def add_cdr(self, cdr: CdrRow) -> bool:
         """Store a CDR and fold it into its call; False if it was already stored."""
+        async with self._write_lock:
+            return await self._add_cdr(cdr)
+
+    async def _add_cdr(self, cdr: CdrRow) -> bool:
         await self.db.execute("BEGIN IMMEDIATE")
         try:
             cur = await self.db.execute(
@@ -273,11 +284,12 @@ class Database:
         fields = asdict(rec)
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
-        cur = await self.db.execute(
-            f"INSERT OR IGNORE INTO recordings ({cols}, created_at) VALUES ({marks}, ?)",
-            (*fields.values(), time.time()),
-        )
-        await self.db.commit()
+        async with self._write_lock:
+            cur = await self.db.execute(
+                f"INSERT OR IGNORE INTO recordings ({cols}, created_at) VALUES ({marks}, ?)",
+                (*fields.values(), time.time()),
+            )
+            await self.db.commit()
         return cur.rowcount == 1
 
     async def recordings(self, call_id: str | None = None) -> list[dict[str, Any]]:

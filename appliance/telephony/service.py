@@ -79,6 +79,8 @@ class TelephonyService:
         self._disconnected_at: float | None = None
         self._cdr_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._ingest_scheduled: set[str] = set()
+        self._last_activity: dict[str, float] = {}
+        self._pending_cdrs: dict[str, int] = {}
 
     # ---- lifecycle
     async def start(self) -> None:
@@ -143,10 +145,18 @@ class TelephonyService:
                 ch.state = ev.get("ChannelStateDesc", "")
         elif name == "Hangup":
             ch = self.channels.pop(ev.get("Uniqueid", ""), None)
+            self._touch(ev.get("Linkedid", ""))
             if ch is not None and not self._live(ch.linkedid):
                 self._schedule_ingest(ch.linkedid)
         elif name == "Cdr":
+            self._touch(ev.get("LinkedID", ""))
             self._spawn(self._write_cdr(ev))
+
+    def _touch(self, call_id: str) -> None:
+        now = time.monotonic()
+        self._last_activity[call_id] = now
+        if len(self._last_activity) > 10_000:  # bounded: only recent calls are waited on
+            self._last_activity = {k: v for k, v in self._last_activity.items() if now - v < 300}
 
     def _live(self, call_id: str) -> bool:
         return any(ch.linkedid == call_id for ch in self.channels.values())
@@ -163,6 +173,9 @@ class TelephonyService:
         finally:
             self._ingest_scheduled.discard(call_id)
 
+    def _writing(self, call_id: str) -> bool:
+        return self._pending_cdrs.get(call_id, 0) > 0
+
     async def _write_cdr(self, ev: Mapping[str, str]) -> None:
         try:
             row = cdrs.from_event(ev)
@@ -170,8 +183,14 @@ class TelephonyService:
             self.stats.cdr_errors += 1
             log.error("unreadable Cdr event %s: %s", ev.get("UniqueID", "?"), exc)
             return
-        if await self.db.add_cdr(row):
-            self.stats.cdrs_written += 1
+        self._pending_cdrs[row.call_id] = self._pending_cdrs.get(row.call_id, 0) + 1
+        try:
+            if await self.db.add_cdr(row):
+                self.stats.cdrs_written += 1
+        finally:
+            self._pending_cdrs[row.call_id] -= 1
+            if not self._pending_cdrs[row.call_id]:
+                del self._pending_cdrs[row.call_id]
         self._notify(row.call_id)
 
     def _notify(self, call_id: str) -> None:
@@ -180,12 +199,20 @@ class TelephonyService:
                 fut.set_result(None)
         self._cdr_waiters = [(c, f) for c, f in self._cdr_waiters if not f.done()]
 
-    async def wait_cdr(self, call_id: str, timeout_s: float = 10.0) -> list[dict[str, object]]:
-        """Wait until the call has a CDR and no live channel; return its CDRs."""
+    async def wait_cdr(
+        self, call_id: str, timeout_s: float = 10.0, settle_s: float = 0.5
+    ) -> list[dict[str, object]]:
+        """Wait until the call is over and its CDRs are written; return them.
+
+        Over means: no live channel, at least one CDR, and `settle_s` without a Hangup or Cdr
+        event for it (after a transfer Asterisk emits one CDR per party pair, the last ones
+        just after the final Hangup).
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             rows = await self.db.cdrs(call_id)
-            if rows and not self._live(call_id):
+            quiet = time.monotonic() - self._last_activity.get(call_id, 0.0) >= settle_s
+            if rows and quiet and not self._live(call_id) and not self._writing(call_id):
                 return rows
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -78,3 +78,104 @@ async def test_desk_phone_calls_the_ai_line(
     assert app.telephony.recordings.spool_files(heard.call_id) == []
     call_row = await app.db.call(heard.call_id)
     assert call_row is not None and call_row.line == "reception"
+
+
+async def test_outbound_call_to_a_desk_phone(
+    app: Appliance, phone202: SipPhone, heards: Heards
+) -> None:
+    mark = heards.mark()
+    call_id = await app.telephony.originate("202", "reception")
+    incoming = await phone202.next_incoming(timeout=10)
+    await incoming.wait_confirmed(timeout=10)
+    assert incoming.remote_caller_id_number == "100"
+    incoming.play(tone(700.0, 1.5))
+    await asyncio.sleep(3.0)
+    received = incoming.received_pcm()
+    await incoming.hangup()
+    await incoming.wait_ended(timeout=5)
+
+    assert voiced_seconds(received) > 1.0  # the agent's greeting
+    heard = await heards.next(mark, "reception")
+    assert heard.call_id == call_id
+    assert abs(dominant_frequency(heard.pcm) - 700.0) < 30
+
+    rows = await app.telephony.wait_cdr(call_id)
+    first = rows[0]
+    assert first["direction"] == "outbound"
+    assert first["dialed_number"] == "202"
+    assert first["calling_number"] == "100"
+    assert first["line"] == "reception"
+    assert first["disposition"] == "ANSWERED"
+    assert str(first["channel"]).startswith("PJSIP/202-")
+    assert str(first["dest_channel"]).startswith("PJSIP/agent-")
+    recs = await recordings_for(app, call_id, 3)
+    assert sorted(x["leg"] for x in recs) == ["callee", "caller", "mixed"]
+
+
+async def test_blind_transfer_to_an_extension(
+    app: Appliance, phone201: SipPhone, phone202: SipPhone, heards: Heards
+) -> None:
+    mark = heards.mark()
+    caller = await phone201.dial("100")
+    await caller.wait_confirmed(timeout=10)
+    await asyncio.sleep(0.5)
+    call_id = next(
+        ch.linkedid
+        for ch in app.telephony.channels.values()
+        if ch.name.startswith("PJSIP/201-")
+    )
+    await app.telephony.transfer(call_id, "202")
+    target = await phone202.next_incoming(timeout=10)
+    await target.wait_confirmed(timeout=10)
+    # The caller is now talking to the person at 202: audio both ways, no agent in between.
+    await asyncio.sleep(0.5)
+    before_201, before_202 = len(caller.received_pcm()), len(target.received_pcm())
+    caller.play(tone(600.0, 1.0))
+    target.play(tone(900.0, 1.0))
+    await asyncio.sleep(1.8)
+    to_202 = target.received_pcm()[before_202:]
+    to_201 = caller.received_pcm()[before_201:]
+    assert abs(dominant_frequency(to_202) - 600.0) < 30
+    assert abs(dominant_frequency(to_201) - 900.0) < 30
+    await caller.hangup()
+    await target.wait_ended(timeout=5)
+
+    heard = await heards.next(mark, "reception")
+    assert heard.call_id == call_id
+    rows = await app.telephony.wait_cdr(call_id)
+    dests = [str(r["dest_channel"]) for r in rows]
+    assert any(d.startswith("PJSIP/agent-") for d in dests)
+    assert any(d.startswith("PJSIP/202-") for d in dests)
+    assert all(r["call_id"] == call_id for r in rows)
+
+
+async def test_recording_started_and_stopped_over_ami(
+    app: Appliance, phone201: SipPhone, heards: Heards
+) -> None:
+    mark = heards.mark()
+    call = await phone201.dial("103")  # the on-demand line: nothing recorded from the start
+    await call.wait_confirmed(timeout=10)
+    await asyncio.sleep(0.3)
+    call_id = next(
+        ch.linkedid for ch in app.telephony.channels.values() if ch.name.startswith("PJSIP/201-")
+    )
+    assert app.telephony.recordings.spool_files(call_id) == []
+    await asyncio.sleep(1.0)
+    await app.telephony.start_recording(call_id, "on-demand")
+    call.play(tone(500.0, 1.5))
+    await asyncio.sleep(1.5)
+    await app.telephony.stop_recording(call_id)
+    await asyncio.sleep(1.0)
+    await call.hangup()
+    await call.wait_ended(timeout=5)
+    await heards.next(mark, "on-demand")
+
+    recs = await recordings_for(app, call_id, 2)
+    assert sorted(r["leg"] for r in recs) == ["caller", "mixed"]
+    for rec in recs:
+        # Only the 1.5 s between start and stop, not the ~4 s call.
+        assert 1.2 <= rec["duration_s"] <= 2.2, rec
+    caller_leg = next(r for r in recs if r["leg"] == "caller")
+    from appliance.telephony.audio import read_wav_pcm8k
+
+    assert abs(dominant_frequency(read_wav_pcm8k(Path(caller_leg["path"]))) - 500.0) < 30

@@ -83,3 +83,13 @@ async def test_unopenable_path_is_clear(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="cannot open database"):
         await Database(tmp_path / "file" / "db.sqlite").open()
+
+
+async def test_concurrent_writes_do_not_collide(tmp_path: Path) -> None:
+    import asyncio
+
+    async with Database(tmp_path / "db.sqlite") as db:
+        rows = [replace(CDR, uniqueid=f"100.{i}", sequence=i) for i in range(50)]
+        results = await asyncio.gather(*(db.add_cdr(r) for r in rows))
+        assert all(results)
+        assert await db.count_cdrs() == 50

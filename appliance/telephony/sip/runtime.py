@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import gc
 import logging
+import os
 import queue
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar, TypeVarTuple
 
@@ -60,8 +64,30 @@ async def _in_daemon_thread(fn: Callable[[], None]) -> None:
         else:
             loop.call_soon_threadsafe(settle, None)
 
-    threading.Thread(target=body, name="pjsua2-lifecycle", daemon=True).start()
+    thread = threading.Thread(target=body, name="pjsua2-lifecycle", daemon=True)
+    thread.start()
     await asyncio.shield(done)
+    thread.join()  # it has only its return left to do; callers may count threads next
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """pjlib prints its start-up banner to fd 1 at level 5 before any log config can apply;
+    an appliance's stdout is its journal, so those lines are dropped (this takes ~1 ms)."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to protect
+        yield
+        return
+    try:
+        with Path(os.devnull).open("wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class SipError(CallvaultError):
@@ -303,7 +329,8 @@ class PjRuntime:
     def _pj_init(self) -> None:
         ep = pj.Endpoint()
         self._ep = ep
-        ep.libCreate()
+        with _stdout_silenced():
+            ep.libCreate()
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
