@@ -179,20 +179,20 @@ def _asterisk(s: _Section) -> AsteriskConfig:
     d = AsteriskConfig()
     cfg = AsteriskConfig(
         root=s.path("root", d.root),
-        sandbox=s.bool("sandbox", d.sandbox),
-        config_dir=s.str("config_dir", d.config_dir),
-        ami_host=s.str("ami_host", d.ami_host),
+        sandbox=s.flag("sandbox", d.sandbox),
+        config_dir=s.text("config_dir", d.config_dir),
+        ami_host=s.text("ami_host", d.ami_host),
         ami_port=s.port("ami_port", d.ami_port),
-        ami_username=s.str("ami_username", d.ami_username),
-        ami_secret=s.str("ami_secret", d.ami_secret),
-        ami_connect_timeout_s=s.float("ami_connect_timeout_s", d.ami_connect_timeout_s),
-        ami_reconnect_s=s.float("ami_reconnect_s", d.ami_reconnect_s),
-        sip_bind=s.str("sip_bind", d.sip_bind),
+        ami_username=s.text("ami_username", d.ami_username),
+        ami_secret=s.text("ami_secret", d.ami_secret),
+        ami_connect_timeout_s=s.number("ami_connect_timeout_s", d.ami_connect_timeout_s),
+        ami_reconnect_s=s.number("ami_reconnect_s", d.ami_reconnect_s),
+        sip_bind=s.text("sip_bind", d.sip_bind),
         sip_port=s.port("sip_port", d.sip_port),
         rtp_start=s.port("rtp_start", d.rtp_start),
         rtp_end=s.port("rtp_end", d.rtp_end),
-        spool_dir=s.str("spool_dir", d.spool_dir),
-        cdr_log=s.str("cdr_log", d.cdr_log),
+        spool_dir=s.text("spool_dir", d.spool_dir),
+        cdr_log=s.text("cdr_log", d.cdr_log),
     )
     if cfg.rtp_end <= cfg.rtp_start:
         raise ConfigError(s.name("rtp_end"), "must be greater than rtp_start")
@@ -204,17 +204,17 @@ def _agent(s: _Section) -> AgentConfig:
     d = AgentConfig()
     cfg = AgentConfig(
         username=s.match("username", d.username, _SIP_USER, "letters, digits, _ . -"),
-        password=s.str("password", d.password),
-        bind=s.str("bind", d.bind),
+        password=s.text("password", d.password),
+        bind=s.text("bind", d.bind),
         port=s.port("port", d.port),
-        max_calls=s.int("max_calls", d.max_calls, lo=1, hi=256),
+        max_calls=s.integer("max_calls", d.max_calls, lo=1, hi=256),
     )
     s.reject_unknown()
     return cfg
 
 
 def _line(s: _Section) -> LineConfig:
-    legs = s.list("record_legs", list(LineConfig.record_legs))
+    legs = s.strings("record_legs", list(LineConfig.record_legs))
     for i, leg in enumerate(legs):
         if leg not in LEGS:
             raise ConfigError(
@@ -223,7 +223,7 @@ def _line(s: _Section) -> LineConfig:
             )
     if len(set(legs)) != len(legs):
         raise ConfigError(s.name("record_legs"), "lists a leg twice")
-    kind = s.str("kind", LineConfig.kind)
+    kind = s.text("kind", LineConfig.kind)
     if kind not in LINE_KINDS:
         raise ConfigError(
             s.name("kind"), f"unknown kind {kind!r} (expected {', '.join(LINE_KINDS)})"
@@ -234,7 +234,7 @@ def _line(s: _Section) -> LineConfig:
         extension=s.match("extension", None, _EXTENSION, "2 to 8 digits"),
         kind=cast(LineKind, kind),
         record_legs=tuple(cast(Leg, leg) for leg in legs),
-        record_from_start=s.bool("record_from_start", LineConfig.record_from_start),
+        record_from_start=s.flag("record_from_start", LineConfig.record_from_start),
         greeting=greeting,
         announcement=s.match(
             "announcement",
@@ -242,7 +242,7 @@ def _line(s: _Section) -> LineConfig:
             re.compile(r"^[a-z0-9/_-]{1,64}$"),
             "a sound name",
         ),
-        max_duration_s=s.int("max_duration_s", LineConfig.max_duration_s, lo=10, hi=86400),
+        max_duration_s=s.integer("max_duration_s", LineConfig.max_duration_s, lo=10, hi=86400),
     )
     s.reject_unknown()
     return cfg
@@ -251,8 +251,8 @@ def _line(s: _Section) -> LineConfig:
 def _extension(s: _Section) -> ExtensionConfig:
     cfg = ExtensionConfig(
         number=s.match("number", None, _EXTENSION, "2 to 8 digits"),
-        name=s.str("name", ""),
-        password=s.str("password", ""),
+        name=s.text("name", ""),
+        password=s.text("password", ""),
     )
     if cfg.password and len(cfg.password) < 12:
         raise ConfigError(
@@ -264,7 +264,7 @@ def _extension(s: _Section) -> ExtensionConfig:
 
 def _ip_peer(s: _Section) -> IpPeerConfig:
     try:
-        match = str(ipaddress.ip_address(s.str("match", None)))
+        match = str(ipaddress.ip_address(s.text("match", None)))
     except ValueError:
         raise ConfigError(s.name("match"), "must be an IP address") from None
     cfg = IpPeerConfig(
@@ -321,26 +321,26 @@ class _Section:
             raise ConfigError(self.name(key), f"must be {what}, got {type(value).__name__}")
         return value
 
-    def str(self, key: str, default: str | None) -> str:
+    def text(self, key: str, default: str | None) -> str:
         return cast(str, self._get(key, default, (str,), "a string"))
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         return cast(bool, self._get(key, default, (bool,), "true or false"))
 
-    def float(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float) -> float:
         value = float(self._get(key, default, (int, float), "a number"))
         if value <= 0:
             raise ConfigError(self.name(key), "must be positive")
         return value
 
-    def int(self, key: str, default: int, *, lo: int, hi: int) -> int:
+    def integer(self, key: str, default: int, *, lo: int, hi: int) -> int:
         value = cast(int, self._get(key, default, (int,), "an integer"))
         if not lo <= value <= hi:
             raise ConfigError(self.name(key), f"must be between {lo} and {hi}, got {value}")
         return value
 
     def port(self, key: str, default: int) -> int:
-        return self.int(key, default, lo=1, hi=65535)
+        return self.integer(key, default, lo=1, hi=65535)
 
     def match(self, key: str, default: str | None, pattern: re.Pattern[str], what: str) -> str:
         value = self._get(key, default, (str, int), "a string")
@@ -354,7 +354,7 @@ class _Section:
         p = Path(value)
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
-    def list(self, key: str, default: list[str]) -> list[str]:
+    def strings(self, key: str, default: list[str]) -> list[str]:
         value = cast(list[Any], self._get(key, default, (list,), "a list of strings"))
         for i, item in enumerate(value):
             if not isinstance(item, str):

@@ -70,7 +70,10 @@ def test_line_and_phone_share_number(tmp_path: Path) -> None:
         ({"lines": [{"name": "a", "extension": "1a"}]}, "lines[0].extension"),
         ({"lines": [{"name": "a", "extension": "100", "kind": "robot"}]}, "lines[0].kind"),
         ({"lines": [{"extension": "100"}]}, "lines[0].name"),
-        ({"extensions": [{"number": "201", "name": "x", "password": "short"}]}, "extensions[0].password"),
+        (
+            {"extensions": [{"number": "201", "name": "x", "password": "short"}]},
+            "extensions[0].password",
+        ),
         ({"ip_peers": [{"name": "p", "match": "not-an-ip"}]}, "ip_peers[0].match"),
         ({"asterisk": {"rtp_start": 20000, "rtp_end": 10000}}, "asterisk.rtp_end"),
     ],

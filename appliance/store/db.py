@@ -303,7 +303,8 @@ class Database:
 
 def _split_sql(sql: str) -> list[str]:
     # Migrations hold plain DDL: statements end with ';' at the end of a line.
-    statements, buf = [], []
+    statements: list[str] = []
+    buf: list[str] = []
     for line in sql.splitlines():
         if line.strip().startswith("--") and not buf:
             continue

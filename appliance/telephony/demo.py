@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from appliance.config import Config
+from appliance.config import Config, LineConfig
 from appliance.errors import CallvaultError
 from appliance.server import Appliance, registrar_host
 from appliance.store import Database
@@ -57,71 +59,95 @@ def _caller_speech() -> bytes:
     return tone(523.0, 0.6) + gap + tone(659.0, 0.6) + gap + tone(784.0, 0.8)
 
 
+def _start_asterisk(cfg: Config) -> float:
+    render.write(cfg, render.render(cfg))
+    t0 = time.monotonic()
+    if cfg.asterisk.sandbox:
+        env_cmd = ["env", f"CALLVAULT_ROOTFS={cfg.asterisk.root}", str(SANDBOX)]
+        subprocess.run([*env_cmd, "down"], check=False, capture_output=True)
+        subprocess.run([*env_cmd, "up"], check=True)
+    return time.monotonic() - t0
+
+
+@dataclass
+class DemoCall:
+    received: bytes = b""
+    heard: list[Heard] = field(default_factory=list)
+    cdrs: list[dict[str, object]] = field(default_factory=list)
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _place_call(cfg: Config, console: Console, line: LineConfig) -> DemoCall:
+    ext = cfg.extensions[0]
+    out = DemoCall()
+    handler = GreetAndRecord(cfg, on_heard=out.heard.append)
+    async with (
+        PjRuntime(bind_host=cfg.agent.bind, bind_port=0) as runtime,
+        Database(cfg.database) as db,
+        Appliance(cfg, db, runtime=runtime, handler=handler) as app,
+    ):
+        console.print(f"agent registered as PJSIP/{cfg.agent.username}")
+        async with SipPhone(
+            username=ext.number,
+            password=cfg.extension_password(ext),
+            registrar_host=registrar_host(cfg),
+            registrar_port=cfg.asterisk.sip_port,
+            display_name=ext.name,
+            runtime=runtime,
+        ) as phone:
+            console.print(f"desk phone {ext.number} registered; calling {line.extension}")
+            call = await phone.dial(line.extension)
+            await call.wait_confirmed(timeout=10)
+            call.play(_caller_speech())
+            await asyncio.sleep(4.0)
+            out.received = call.received_pcm()
+            await call.hangup()
+            await call.wait_ended(timeout=5)
+        for _ in range(50):  # the agent's handler finishes just after the hangup
+            if out.heard:
+                break
+            await asyncio.sleep(0.1)
+        if not out.heard:
+            return out
+        call_id = out.heard[0].call_id
+        out.cdrs = await app.telephony.wait_cdr(call_id, timeout_s=10)
+        for _ in range(100):
+            out.recordings = await db.recordings(call_id)
+            if len(out.recordings) >= len(line.record_legs):
+                break
+            await asyncio.sleep(0.1)
+    return out
+
+
 async def run_demo(cfg: Config, console: Console) -> int:
     if not cfg.lines or not cfg.extensions:
         raise CallvaultError("the demo needs at least one line and one extension in the config")
     line = next((ln for ln in cfg.lines if ln.kind == "agent"), cfg.lines[0])
-    ext = cfg.extensions[0]
     console.rule("[bold]Callvault demo")
-    render.write(cfg, render.render(cfg))
-    t0 = time.monotonic()
-    env_cmd = ["env", f"CALLVAULT_ROOTFS={cfg.asterisk.root}", str(SANDBOX)]
-    if cfg.asterisk.sandbox:
-        subprocess.run([*env_cmd, "down"], check=False, capture_output=True)
-        subprocess.run([*env_cmd, "up"], check=True)
-    console.print(f"Asterisk up in {time.monotonic() - t0:.1f}s")
-
-    heard: list[Heard] = []
-    async with PjRuntime(bind_host=cfg.agent.bind, bind_port=0) as runtime:
-        async with (
-            Database(cfg.database) as db,
-            Appliance(
-                cfg, db, runtime=runtime, handler=GreetAndRecord(cfg, on_heard=heard.append)
-            ) as app,
-        ):
-            console.print(
-                f"agent registered as PJSIP/{cfg.agent.username}; AI line {line.name} = {line.extension}"
-            )
-            phone = SipPhone(
-                username=ext.number,
-                password=cfg.extension_password(ext),
-                registrar_host=registrar_host(cfg),
-                registrar_port=cfg.asterisk.sip_port,
-                display_name=ext.name,
-                runtime=runtime,
-            )
-            async with phone:
-                console.print(
-                    f"desk phone {ext.number} ({ext.name}) registered; calling {line.extension}"
-                )
-                call = await phone.dial(line.extension)
-                await call.wait_confirmed(timeout=10)
-                call.play(_caller_speech())
-                await asyncio.sleep(4.0)
-                received = call.received_pcm()
-                await call.hangup()
-                await call.wait_ended(timeout=5)
-            for _ in range(50):  # the agent's handler finishes just after the hangup
-                if heard:
-                    break
-                await asyncio.sleep(0.1)
-            call_id = heard[0].call_id if heard else ""
-            rows = await app.telephony.wait_cdr(call_id, timeout_s=10) if call_id else []
-            recordings = []
-            for _ in range(100):
-                recordings = await db.recordings(call_id)
-                if len(recordings) >= len(line.record_legs):
-                    break
-                await asyncio.sleep(0.1)
-
-    console.print(
-        f"phone heard the agent: {voiced_seconds(received):.1f}s of audio at {rms_dbfs(received):.0f} dBFS"
+    took = await asyncio.to_thread(_start_asterisk, cfg)
+    console.print(f"Asterisk up in {took:.1f}s; AI line {line.name} is extension {line.extension}")
+    result = await _place_call(cfg, console, line)
+    _report(console, result)
+    ok = (
+        bool(result.cdrs)
+        and len(result.recordings) >= len(line.record_legs)
+        and voiced_seconds(result.received) > 0.5
     )
-    if heard:
+    console.print("[green]demo call OK[/green]" if ok else "[red]demo call incomplete[/red]")
+    console.print(f"list CDRs any time with: callvault --config {cfg.source} calls")
+    return 0 if ok else 1
+
+
+def _report(console: Console, result: DemoCall) -> None:
+    rx = result.received
+    console.print(f"phone heard the agent: {voiced_seconds(rx):.1f}s at {rms_dbfs(rx):.0f} dBFS")
+    if result.heard:
+        pcm = result.heard[0].pcm
         console.print(
-            f"agent heard the caller: {voiced_seconds(heard[0].pcm):.1f}s of audio at "
-            f"{rms_dbfs(heard[0].pcm):.0f} dBFS"
+            f"agent heard the caller: {voiced_seconds(pcm):.1f}s at {rms_dbfs(pcm):.0f} dBFS"
         )
+    call_id = result.heard[0].call_id if result.heard else "?"
+    rows = result.cdrs
     for r in rows:
         table = Table(title=f"CDR {r['uniqueid']} (call {call_id})", show_header=False)
         table.add_column("field", style="bold")
@@ -132,11 +158,8 @@ async def run_demo(cfg: Config, console: Console) -> int:
                 value = _ts(value)
             table.add_row(label, str(value))
         console.print(table)
-    for rec in recordings:
+    for rec in result.recordings:
         console.print(
-            f"recording ({rec['leg']}) {rec['duration_s']:.1f}s sha256 {str(rec['sha256'])[:12]}… {rec['path']}"
+            f"recording ({rec['leg']}) {rec['duration_s']:.1f}s "
+            f"sha256 {str(rec['sha256'])[:12]}… {rec['path']}"
         )
-    ok = bool(rows) and len(recordings) >= len(line.record_legs) and voiced_seconds(received) > 0.5
-    console.print("[green]demo call OK[/green]" if ok else "[red]demo call incomplete[/red]")
-    console.print(f"list CDRs any time with: callvault --config {cfg.source} calls")
-    return 0 if ok else 1

@@ -72,7 +72,7 @@ class RecordingStore:
         """Take a finished call's recordings; waits for MixMonitor to close the files."""
         deadline = time.monotonic() + timeout_s
         rows = []
-        for path in self.spool_files(call_id):
+        for path in await asyncio.to_thread(self.spool_files, call_id):
             while True:
                 info = await asyncio.to_thread(wav_info, path)
                 if info.complete or time.monotonic() > deadline:
@@ -85,9 +85,9 @@ class RecordingStore:
         """Take files no live call writes to any more (MixMonitor writes every 20 ms)."""
         rows = []
         now = time.time()
-        for path in self.spool_files():
+        for path in await asyncio.to_thread(self.spool_files):
             try:
-                age = now - path.stat().st_mtime
+                age = now - (await asyncio.to_thread(path.stat)).st_mtime
             except FileNotFoundError:
                 continue
             if age >= min_age_s:
@@ -119,7 +119,7 @@ class RecordingStore:
         )
         await self.db.add_recording(row)
         # Only now may the spool copy go: the row and the file both exist.
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
         log.info("recording %s %s/%s %.1fs %s", call_id, line, leg, info.duration_s, flags or "ok")
         return row
 

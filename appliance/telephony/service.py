@@ -9,10 +9,12 @@ not listening are reconciled, so none is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.config import Config, LineConfig
 from appliance.errors import CallvaultError
@@ -100,8 +102,8 @@ class TelephonyService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -181,7 +183,7 @@ class TelephonyService:
             row = cdrs.from_event(ev)
         except cdrs.CdrParseError as exc:
             self.stats.cdr_errors += 1
-            log.error("unreadable Cdr event %s: %s", ev.get("UniqueID", "?"), exc)
+            log.error("unreadable Cdr event %s: %s", ev.get("UniqueID", "?"), exc)  # noqa: TRY400 - the message is the whole story
             return
         self._pending_cdrs[row.call_id] = self._pending_cdrs.get(row.call_id, 0) + 1
         try:
@@ -219,10 +221,8 @@ class TelephonyService:
                 raise TelephonyError(f"no CDR for call {call_id} within {timeout_s}s")
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._cdr_waiters.append((call_id, fut))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, min(remaining, 0.25))
-            except TimeoutError:
-                pass
 
     # ---- reconciliation
     async def _last_cdr_end(self) -> float:

@@ -171,7 +171,9 @@ async def test_cli_reports_errors_without_traceback(cfg: Config, tmp_path: Path)
     # Nothing was written: the live Asterisk config is byte for byte what it was.
     assert {p.name: p.read_bytes() for p in live.iterdir() if p.is_file()} == before
     unreachable = tmp_path / "unreachable.toml"
-    unreachable.write_text(DEV_CONFIG.read_text().replace("sandbox = true", "sandbox = true\nami_port = 1"))
+    unreachable.write_text(
+        DEV_CONFIG.read_text().replace("sandbox = true", "sandbox = true\nami_port = 1")
+    )
     out = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "--config", str(unreachable), "call", "201"],
         capture_output=True,

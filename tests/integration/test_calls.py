@@ -120,9 +120,7 @@ async def test_blind_transfer_to_an_extension(
     await caller.wait_confirmed(timeout=10)
     await asyncio.sleep(0.5)
     call_id = next(
-        ch.linkedid
-        for ch in app.telephony.channels.values()
-        if ch.name.startswith("PJSIP/201-")
+        ch.linkedid for ch in app.telephony.channels.values() if ch.name.startswith("PJSIP/201-")
     )
     await app.telephony.transfer(call_id, "202")
     target = await phone202.next_incoming(timeout=10)

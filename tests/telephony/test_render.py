@@ -48,7 +48,10 @@ def test_lines_record_the_legs_they_ask_for(cfg: config.Config) -> None:
     assert len(rec) == 2  # the quiet line records nothing
     assert "reception-mixed.wav,r(" in rec[0] and "reception-callee.wav)" in rec[0]
     # caller-only: no mixed main file, just r()
-    assert "MixMonitor(,r(/var/spool/asterisk/monitor/cv-${CHANNEL(linkedid)}-echo-caller.wav))" in rec[1]
+    assert (
+        "MixMonitor(,r(/var/spool/asterisk/monitor/cv-${CHANNEL(linkedid)}-echo-caller.wav))"
+        in rec[1]
+    )
     assert "Dial(PJSIP/agent,30,b(callvault-agent-headers^s^1(reception)))" in dialplan
 
 

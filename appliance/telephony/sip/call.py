@@ -102,16 +102,19 @@ def parse_name_addr(value: str) -> tuple[str, str, str]:
 class _PjCall(pj.Call):  # type: ignore[misc]
     def __init__(self, owner: SipCall, account: Any, call_id: int) -> None:
         super().__init__(account, call_id)
-        self._owner = owner
+        self._owner: SipCall | None = owner
 
     def onCallState(self, prm: Any) -> None:
-        self._owner.pj_on_state()
+        if self._owner is not None:
+            self._owner.pj_on_state()
 
     def onCallMediaState(self, prm: Any) -> None:
-        self._owner.pj_on_media_state()
+        if self._owner is not None:
+            self._owner.pj_on_media_state()
 
     def onDtmfDigit(self, prm: Any) -> None:
-        self._owner.pj_on_dtmf(str(prm.digit))
+        if self._owner is not None:
+            self._owner.pj_on_dtmf(str(prm.digit))
 
 
 class _FramePort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -121,14 +124,21 @@ class _FramePort(pj.AudioMediaPort):  # type: ignore[misc]
         super().__init__()
         self._owner: SipCall | None = owner
 
+    def _live_owner(self) -> SipCall | None:
+        # While the port is being deallocated on the runtime thread, its __dict__ is already
+        # cleared but the C++ port is still in the conference bridge for a moment: the media
+        # thread can call back into this half-destroyed object. getattr keeps that harmless.
+        owner: SipCall | None = getattr(self, "_owner", None)
+        return owner
+
     def onFrameReceived(self, frame: Any) -> None:
-        owner = self._owner  # read once: release clears it from the runtime thread
+        owner = self._live_owner()
         if owner is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
             # tuple() first: it is ~2x faster than bytes() over a SWIG ByteVector.
             owner.media_received(bytes(tuple(frame.buf)))
 
     def onFrameRequested(self, frame: Any) -> None:
-        owner = self._owner
+        owner = self._live_owner()
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
         frame.buf = pj.ByteVector(owner.media_next_frame() if owner is not None else _SILENCE)
         frame.size = FRAME_BYTES

@@ -127,7 +127,12 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
 
     def write(self, entry: Any) -> None:
         level = self._LEVELS.get(int(entry.level), logging.DEBUG)
-        _pj_log.log(level, "%s", str(entry.msg).rstrip())
+        msg = str(entry.msg).rstrip()
+        # Closing an account whose REGISTER is still unanswered (registrar down) makes pjsua
+        # fail the un-REGISTER with EBUSY; the registration failure itself is already reported.
+        if "send REGISTER" in msg and "PJSIP_EBUSY" in msg:
+            level = logging.DEBUG
+        _pj_log.log(level, "%s", msg)
 
 
 class PjRuntime:

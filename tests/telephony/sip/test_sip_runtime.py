@@ -73,6 +73,8 @@ async def test_registration_to_a_closed_port_is_a_clear_error(loopback: Loopback
 class _Refusing401(asyncio.DatagramProtocol):
     """A registrar that challenges every REGISTER and never accepts the answer."""
 
+    accept = False
+
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.requests = 0
@@ -90,17 +92,19 @@ class _Refusing401(asyncio.DatagramProtocol):
             for line in text.split("\r\n")
             if line.split(":", 1)[0].lower() in {"via", "from", "to", "call-id", "cseq"}
         ]
-        reply = "\r\n".join(
-            [
+        if self.accept:
+            contact = next(
+                line for line in text.split("\r\n") if line.lower().startswith("contact:")
+            )
+            lines = ["SIP/2.0 200 OK", *copied, f"{contact};expires=300"]
+        else:
+            lines = [
                 "SIP/2.0 401 Unauthorized",
                 *copied,
                 f'WWW-Authenticate: Digest realm="callvault", nonce="n{self.requests}", '
                 "algorithm=MD5",
-                "Content-Length: 0",
-                "",
-                "",
             ]
-        )
+        reply = "\r\n".join([*lines, "Content-Length: 0", "", ""])
         assert self.transport is not None
         self.transport.sendto(reply.encode(), addr)
 
@@ -130,6 +134,36 @@ async def test_wrong_password_names_the_account(loopback: Loopback) -> None:
     finally:
         await account.close()
         transport.close()
+
+
+class _Accepting(_Refusing401):
+    accept = True
+
+
+async def test_registration_success_and_number_dialing_target(loopback: Loopback) -> None:
+    loop = asyncio.get_running_loop()
+    transport, registrar = await loop.create_datagram_endpoint(
+        _Accepting, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    account = SipAccount(
+        loopback.runtime,
+        username="1001",
+        password="pw",
+        registrar_host="127.0.0.1",
+        registrar_port=port,
+        transport=loopback.phone_transport,
+    )
+    await account.start()
+    try:
+        await account.wait_registered(timeout=5.0)
+        assert account.registered
+        assert account.last_registration_status == (200, "OK")
+        assert account.target_uri("2002") == f"sip:2002@127.0.0.1:{port}"
+    finally:
+        await account.close()
+        transport.close()
+    assert registrar.requests >= 2  # register + unregister
 
 
 async def test_dialing_a_number_needs_a_registrar(loopback: Loopback) -> None:

@@ -1,0 +1,232 @@
+"""`make bench`: benchmarks of the telephony core against the real Asterisk sandbox.
+
+Writes bench/results/latest.json (flat keys, numbers only; keys of other issues are kept) and
+bench/results/latest.md. Timings on shared machines are noisy: medians of repeats are reported.
+
+Keys:
+  asterisk_sandbox_start_s   median seconds from `sandbox up` to AMI answering (5 starts)
+  ami_events_per_second      AMI events parsed and dispatched per second by our client, replaying
+                             a real Asterisk transcript (bench/fixtures/ami_transcript.bin)
+  sipp_concurrent_calls_ok   largest concurrent recorded-call count with 0 failures (sweep to 200;
+                             every call answered, its CDR written, its recording ingested)
+  sipp_calls_per_second      highest call rate with 0 failures (same checks), calls of 1 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from appliance import config
+from appliance.config import Config
+from appliance.store import Database
+from appliance.telephony import render
+from appliance.telephony.ami import AmiClient
+from appliance.telephony.service import TelephonyService
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+SCENARIO = REPO / "bench" / "sipp" / "uac_pcap.xml"
+TRANSCRIPT = REPO / "bench" / "fixtures" / "ami_transcript.bin"
+SANDBOX = REPO / "asterisk" / "sandbox"
+console = Console()
+
+
+def bench_config(state: Path) -> Config:
+    dev = REPO / "config" / "callvault.dev.toml"
+    raw = tomllib.loads(dev.read_text())
+    raw["state_dir"] = str(state)
+    return config.parse(raw, base_dir=dev.parent, source=dev)
+
+
+def sandbox(cfg: Config, action: str) -> None:
+    env = {"CALLVAULT_ROOTFS": str(cfg.asterisk.root), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    subprocess.run([str(SANDBOX), action], env=env, check=True, capture_output=True, timeout=120)
+
+
+def bench_sandbox_start(cfg: Config, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        sandbox(cfg, "down")
+        t0 = time.perf_counter()
+        sandbox(cfg, "up")
+        times.append(time.perf_counter() - t0)
+    return round(statistics.median(times), 3)
+
+
+def bench_ami_parse(repeats: int = 5, rounds: int = 40) -> float:
+    """Replay a real transcript through panoramisk's protocol and our dispatch."""
+    from panoramisk.ami_protocol import AMIProtocol
+
+    data = TRANSCRIPT.read_bytes()
+    per_round = data.count(b"Event: ")
+    rates = []
+    for _ in range(repeats):
+        seen = 0
+
+        def count(_ev: object) -> None:
+            nonlocal seen
+            seen += 1
+
+        client = AmiClient(host="127.0.0.1", port=1, username="x", secret="x", on_event=count)
+        manager = client._manager
+        loop = asyncio.new_event_loop()
+        manager.loop = loop
+        proto = AMIProtocol()
+
+        class _NoTransport:
+            def write(self, _data: bytes) -> None:
+                pass
+
+        proto.connection_made(_NoTransport())
+        proto.factory = manager
+        proto.encoding = "utf8"
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            for i in range(0, len(data), 4096):  # TCP-sized reads, messages split across them
+                proto.data_received(data[i : i + 4096])
+        elapsed = time.perf_counter() - t0
+        # Let panoramisk's FullyBooted handler (scheduled by the replay) finish before closing.
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        if seen < per_round * rounds * 0.95:
+            raise RuntimeError(f"parsed {seen} events, expected {per_round * rounds}")
+        rates.append(seen / elapsed)
+    return round(statistics.median(rates))
+
+
+async def sipp_round(
+    svc: TelephonyService, cfg: Config, *, calls: int, rate: int, hold_ms: int, tmp: Path
+) -> tuple[bool, str]:
+    t0 = time.time()
+    proc = await asyncio.create_subprocess_exec(
+        shutil.which("sipp") or "sipp",
+        "-sf", str(SCENARIO), "-i", "127.0.0.2", "-p", "5096", "-mp", "20000",
+        "-s", "902", f"127.0.0.1:{cfg.asterisk.sip_port}",
+        "-m", str(calls), "-l", str(calls), "-r", str(rate), "-d", str(hold_ms),
+        "-timeout", "120s", "-nostdin", "-max_socket", "2048",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        return False, f"sipp rc {proc.returncode}: {err.decode()[-300:]}"
+    deadline = time.monotonic() + 30 + calls / 10
+    while time.monotonic() < deadline:
+        cdrs = [r for r in await svc.db.cdrs(limit=100_000) if float(str(r["start_at"])) >= t0 - 1]
+        ids = {str(r["call_id"]) for r in cdrs}
+        recs = [r for r in await svc.db.recordings() if r["call_id"] in ids]
+        if len(cdrs) >= calls and len(recs) >= calls:
+            break
+        await asyncio.sleep(0.25)
+    ok_cdrs = len(cdrs) == calls and all(r["disposition"] == "ANSWERED" for r in cdrs)
+    ok_recs = len(recs) == calls and all(r["duration_s"] > 0 and not r["flags"] for r in recs)
+    return ok_cdrs and ok_recs, f"{len(cdrs)} CDRs, {len(recs)} recordings of {calls}"
+
+
+async def bench_sipp(cfg: Config, tmp: Path, quick: bool) -> dict[str, float]:
+    async with Database(cfg.database) as db:
+        svc = TelephonyService(cfg, db)
+        await svc.start()
+        try:
+            best_concurrent = 0
+            levels = [10, 20] if quick else [20, 50, 100, 150, 200]
+            with Progress(console=console) as progress:
+                task = progress.add_task("concurrent recorded calls", total=len(levels))
+                for level in levels:
+                    rate = min(level, 50)
+                    hold = int((level / rate) * 1000) + 3000  # every call up at the peak
+                    ok, why = await sipp_round(
+                        svc, cfg, calls=level, rate=rate, hold_ms=hold, tmp=tmp
+                    )
+                    progress.console.print(
+                        f"  {level} concurrent: {'ok' if ok else 'FAIL'} ({why})"
+                    )
+                    progress.advance(task)
+                    if not ok:
+                        break
+                    best_concurrent = level
+                best_rate = 0
+                rates = [5, 10] if quick else [5, 10, 20, 30, 40, 60]
+                task = progress.add_task("calls per second", total=len(rates))
+                for rate in rates:
+                    ok, why = await sipp_round(
+                        svc, cfg, calls=rate * 5, rate=rate, hold_ms=1000, tmp=tmp
+                    )
+                    progress.console.print(f"  {rate} calls/s: {'ok' if ok else 'FAIL'} ({why})")
+                    progress.advance(task)
+                    if not ok:
+                        break
+                    best_rate = rate
+        finally:
+            await svc.stop()
+    return {"sipp_concurrent_calls_ok": best_concurrent, "sipp_calls_per_second": best_rate}
+
+
+def write_results(new: dict[str, float]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "latest.json"
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(new)
+    path.write_text(json.dumps(dict(sorted(merged.items())), indent=2) + "\n")
+    machine = f"{platform.node()} · {platform.processor() or platform.machine()} · {_cores()} cores"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {machine}; Python {platform.python_version()}; "
+        f"written {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+        "",
+        "| key | value |",
+        "|---|---|",
+        *(f"| `{k}` | {v} |" for k, v in sorted(merged.items())),
+        "",
+    ]
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sweep (smoke test of the bench)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-") as td:
+        tmp = Path(td)
+        cfg = bench_config(tmp / "state")
+        cfg = replace(cfg, recordings_dir=tmp / "recordings")
+        render.write(cfg, render.render(cfg))
+        results: dict[str, float] = {}
+        console.print("[bold]Asterisk sandbox start")
+        results["asterisk_sandbox_start_s"] = bench_sandbox_start(cfg, 3 if args.quick else 5)
+        console.print(f"  median {results['asterisk_sandbox_start_s']} s")
+        console.print("[bold]AMI event parsing")
+        results["ami_events_per_second"] = bench_ami_parse(3 if args.quick else 5)
+        console.print(f"  median {results['ami_events_per_second']} events/s")
+        console.print("[bold]SIPp sweeps (recorded line 902, appliance writing CDRs + recordings)")
+        results.update(asyncio.run(bench_sipp(cfg, tmp, args.quick)))
+    write_results(results)
+    console.print_json(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
