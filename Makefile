@@ -22,8 +22,11 @@ lint: install ## ruff check + format check
 typecheck: install ## mypy --strict on appliance/
 	$(VENV)/bin/mypy
 
+# Unit and integration tests run as two processes: pjsua2 allows one endpoint per process, and
+# each suite owns its runtime.
 test: install lint typecheck ## the whole suite: lint, types, unit and integration tests
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not integration"
+	$(VENV)/bin/pytest -q -m integration
 
 unit: install ## tests that need no Asterisk
 	$(VENV)/bin/pytest -q -m "not integration"

@@ -26,7 +26,8 @@ from appliance.store import Database
 from appliance.telephony import render
 
 SANDBOX = Path(__file__).resolve().parents[1] / "asterisk" / "sandbox"
-console = Console()
+# Piped output (scripts, logs) gets wide lines instead of columns cut to 80 characters.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _config(args: argparse.Namespace) -> Config:

@@ -25,6 +25,9 @@ LineKind = Literal["agent", "echo", "announcement"]
 LEGS: tuple[str, ...] = get_args(Leg)
 LINE_KINDS: tuple[str, ...] = get_args(LineKind)
 
+# Compiled into the pjsua2-python 2.15.1.post1 wheel; pjsua silently caps higher values.
+PJSUA_MAX_CALLS = 4
+
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _SIP_USER = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -70,7 +73,9 @@ class AgentConfig:
     """Empty: generated on the box (`secrets/agent_password`)."""
     bind: str = "127.0.0.1"
     port: int = 5070
-    max_calls: int = 32
+    max_calls: int = 4
+    """Concurrent AI calls. The pjsua2-python wheel is built with PJSUA_MAX_CALLS=4, so 4 is
+    also the ceiling; calls beyond it hear "all circuits are busy" from Asterisk."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ def _agent(s: _Section) -> AgentConfig:
         password=s.text("password", d.password),
         bind=s.text("bind", d.bind),
         port=s.port("port", d.port),
-        max_calls=s.integer("max_calls", d.max_calls, lo=1, hi=256),
+        max_calls=s.integer("max_calls", d.max_calls, lo=1, hi=PJSUA_MAX_CALLS),
     )
     s.reject_unknown()
     return cfg

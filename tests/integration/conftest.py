@@ -35,6 +35,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+    # `callvault serve` registers as PJSIP endpoint `agent` too: run it before the session's
+    # in-process appliance registers (Asterisk keeps one contact per agent).
+    items.sort(key=lambda item: Path(str(item.fspath)).name != "test_serve.py")
 
 
 def sandbox(cfg: Config, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
