@@ -43,7 +43,20 @@ class Channel:
     exten: str
     context: str
     state: str = ""
-    cause: int | None = None
+
+    @classmethod
+    def from_event(cls, ev: Mapping[str, str]) -> Channel:
+        """From a Newchannel event or a CoreShowChannel list entry (same fields)."""
+        uid = ev.get("Uniqueid", "")
+        return cls(
+            uniqueid=uid,
+            linkedid=ev.get("Linkedid", uid),
+            name=ev.get("Channel", ""),
+            caller_number=ev.get("CallerIDNum", ""),
+            exten=ev.get("Exten", ""),
+            context=ev.get("Context", ""),
+            state=ev.get("ChannelStateDesc", ""),
+        )
 
 
 @dataclass
@@ -132,24 +145,17 @@ class TelephonyService:
         self.stats.events += 1
         name = ev.get("Event", "")
         if name == "Newchannel":
-            uid = ev.get("Uniqueid", "")
-            self.channels[uid] = Channel(
-                uniqueid=uid,
-                linkedid=ev.get("Linkedid", uid),
-                name=ev.get("Channel", ""),
-                caller_number=ev.get("CallerIDNum", ""),
-                exten=ev.get("Exten", ""),
-                context=ev.get("Context", ""),
-            )
+            ch = Channel.from_event(ev)
+            self.channels[ch.uniqueid] = ch
         elif name == "Newstate":
-            ch = self.channels.get(ev.get("Uniqueid", ""))
-            if ch is not None:
-                ch.state = ev.get("ChannelStateDesc", "")
+            known = self.channels.get(ev.get("Uniqueid", ""))
+            if known is not None:
+                known.state = ev.get("ChannelStateDesc", "")
         elif name == "Hangup":
-            ch = self.channels.pop(ev.get("Uniqueid", ""), None)
+            gone = self.channels.pop(ev.get("Uniqueid", ""), None)
             self._touch(ev.get("Linkedid", ""))
-            if ch is not None and not self._live(ch.linkedid):
-                self._schedule_ingest(ch.linkedid)
+            if gone is not None and not self._live(gone.linkedid):
+                self._schedule_ingest(gone.linkedid)
         elif name == "Cdr":
             self._touch(ev.get("LinkedID", ""))
             self._spawn(self._write_cdr(ev))
@@ -263,16 +269,8 @@ class TelephonyService:
         fresh = {}
         for ev in items:
             if ev.get("Event") == "CoreShowChannel":
-                uid = ev.get("Uniqueid", "")
-                fresh[uid] = Channel(
-                    uniqueid=uid,
-                    linkedid=ev.get("Linkedid", uid),
-                    name=ev.get("Channel", ""),
-                    caller_number=ev.get("CallerIDNum", ""),
-                    exten=ev.get("Exten", ""),
-                    context=ev.get("Context", ""),
-                    state=ev.get("ChannelStateDesc", ""),
-                )
+                ch = Channel.from_event(ev)
+                fresh[ch.uniqueid] = ch
         gone = {ch.linkedid for uid, ch in self.channels.items() if uid not in fresh}
         self.channels = fresh
         for call_id in gone:

@@ -1,17 +1,21 @@
 """`callvault serve` as the appliance runs it: a process, a config file, SIGTERM to stop.
 
 Runs before the in-process appliance of the other tests (see conftest): both register as the
-PJSIP endpoint `agent`, and Asterisk keeps one contact for it.
+PJSIP endpoint `agent`, and Asterisk keeps one contact for it. The phones here are 203/204,
+extensions the other tests never register.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import time
 import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,12 +29,44 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def write_config(cfg: Config, path: Path) -> None:
-    # The session's config, as a file: same state dir (secrets), own database.
-    text = DEV_CONFIG.read_text()
-    raw_state = f'state_dir = "{cfg.state_dir}"\ndatabase = "{path.parent / "serve.db"}"\n'
-    text = text.replace('state_dir = "../var"\n', raw_state)
+    # The session's config as a file: same state dir (so the same secrets), own database.
+    text = DEV_CONFIG.read_text().replace(
+        'state_dir = "../var"\n',
+        f'state_dir = "{cfg.state_dir}"\ndatabase = "{path.parent / "serve.db"}"\n',
+    )
     assert tomllib.loads(text)["state_dir"] == str(cfg.state_dir)
     path.write_text(text)
+
+
+@dataclass
+class Served:
+    process: asyncio.subprocess.Process
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextlib.asynccontextmanager
+async def serving(cfg: Config, tmp_path: Path) -> AsyncIterator[Path]:
+    """`callvault serve` until the block ends, then SIGTERM: it must stop cleanly, exit 0."""
+    config = tmp_path / "callvault.toml"
+    write_config(cfg, config)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance.cli", "--config", str(config), "serve",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    served = Served(proc)
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"callvault: ready"
+        yield config
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 15)
+        served.stdout, served.stderr = out.decode(), err.decode()
+    assert proc.returncode == 0, served.stderr[-2000:]
+    assert "callvault: stopped" in served.stdout
+    assert "Traceback" not in served.stderr
 
 
 async def cli(config: Path, *args: str) -> tuple[int, str, str]:
@@ -42,50 +78,82 @@ async def cli(config: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def cdrs_since(config: Path, t0: float, want: int) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while True:
+        rc, out, err = await cli(config, "calls", "--json", "--limit", "20")
+        assert rc == 0, err
+        rows = [r for r in json.loads(out) if r["start_at"] >= t0 - 1]
+        if len(rows) >= want or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.3)
+
+
+def phone(cfg: Config, runtime: PjRuntime, number: str) -> SipPhone:
+    ext = next(e for e in cfg.extensions if e.number == number)
+    return SipPhone(
+        username=number,
+        password=cfg.extension_password(ext),
+        registrar_host="127.0.0.1",
+        registrar_port=cfg.asterisk.sip_port,
+        runtime=runtime,
+    )
+
+
 async def test_serve_process_answers_calls_and_stops_on_sigterm(
     cfg: Config, runtime: PjRuntime, tmp_path: Path
 ) -> None:
-    config = tmp_path / "callvault.toml"
-    write_config(cfg, config)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "appliance.cli", "--config", str(config), "serve",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert line.decode().strip() == "callvault: ready"
-        ext = next(e for e in cfg.extensions if e.number == "202")
-        async with SipPhone(
-            username=ext.number,
-            password=cfg.extension_password(ext),
-            registrar_host="127.0.0.1",
-            registrar_port=cfg.asterisk.sip_port,
-            runtime=runtime,
-        ) as phone:
-            call = await phone.dial("100")
+    async with serving(cfg, tmp_path) as config:
+        t0 = time.time()
+        async with phone(cfg, runtime, "203") as desk:
+            call = await desk.dial("100")
             await call.wait_confirmed(timeout=10)
             call.play(tone(800.0, 1.0))
             await asyncio.sleep(2.5)
             assert voiced_seconds(call.received_pcm()) > 1.0  # the served agent's greeting
             await call.hangup()
             await call.wait_ended(timeout=5)
-
-        deadline = time.monotonic() + 10
-        while True:
-            rc, out, err = await cli(config, "calls", "--json", "--limit", "5")
-            assert rc == 0, err
-            rows = [r for r in json.loads(out) if r["calling_number"] == "202"]
-            if rows or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.3)
-        assert rows and rows[0]["line"] == "reception" and rows[0]["disposition"] == "ANSWERED"
+        rows = await cdrs_since(config, t0, 1)
+        assert [r["calling_number"] for r in rows] == ["203"], rows
+        assert rows[0]["line"] == "reception" and rows[0]["disposition"] == "ANSWERED"
         rc, out, _ = await cli(config, "calls")
-        assert rc == 0 and "reception" in out
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        out_rest, err = await asyncio.wait_for(proc.communicate(), 15)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert "callvault: stopped" in out_rest.decode()
-    assert "Traceback" not in err.decode()
+        assert rc == 0 and "reception" in out and "Normal clearing" in out
+
+
+async def test_four_calls_at_once_and_a_fifth_hears_busy(
+    cfg: Config, runtime: PjRuntime, sipp: str, tmp_path: Path
+) -> None:
+    async with serving(cfg, tmp_path) as config:
+        t0 = time.time()
+        phones = [phone(cfg, runtime, "203"), phone(cfg, runtime, "204")]
+        for p in phones:
+            await p.start()
+        calls = [await phones[i % 2].dial("100") for i in range(4)]
+        await asyncio.gather(*(c.wait_confirmed(timeout=10) for c in calls))
+        # A fifth caller while the agent holds four calls: Asterisk tells them, no silence.
+        busy = await asyncio.create_subprocess_exec(
+            sipp, "-sf", str(REPO / "bench" / "sipp" / "uac_pcap.xml"), "-i", "127.0.0.2",
+            "-p", "5094", "-mp", "21000", "-s", "100", f"127.0.0.1:{cfg.asterisk.sip_port}",
+            "-m", "1", "-d", "1000", "-timeout", "30s", "-nostdin",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
+        )  # fmt: skip
+        assert await busy.wait() == 0
+        await asyncio.sleep(1.0)
+        for call in calls:
+            assert voiced_seconds(call.received_pcm()) > 1.0  # each got its own greeting
+            await call.hangup()
+        for p in phones:
+            await p.stop()
+        rows = await cdrs_since(config, t0, 6)
+        answered = [r for r in rows if r["calling_number"] in {"203", "204"}]
+        refused = [r for r in rows if r["calling_number"].startswith("load")]
+        assert len(answered) == 4 and all(r["disposition"] == "ANSWERED" for r in answered)
+        # One call, two CDRs: the Dial to the agent (refused) and the announcement after it.
+        assert len({r["call_id"] for r in refused}) == 1, rows
+        dial, announced = sorted(refused, key=lambda r: r["sequence"])
+        assert str(dial["dest_channel"]).startswith("PJSIP/agent-")
+        assert dial["disposition"] in {"BUSY", "NO ANSWER", "FAILED"}
+        # The agent answered 486 (its call table is full): "user busy", announced, recorded.
+        assert (announced["hangup_cause"], announced["hangup_cause_text"]) == (17, "User busy")
+        assert announced["last_app"] == "Playback"
+        assert announced["line"] == "reception"

@@ -65,6 +65,7 @@ async def test_twenty_concurrent_recorded_calls(
         await asyncio.sleep(0.2)
     assert len(cdrs) == 20
     assert all(r["disposition"] == "ANSWERED" for r in cdrs)
+    assert all(r["hangup_cause"] == 16 for r in cdrs)  # SIPp hangs up with BYE
     assert all(r["calling_number"].startswith("load") for r in cdrs)
     assert len({r["call_id"] for r in cdrs}) == 20
     # All 20 were up at once: every call lasted ~3 s and they all started within ~1.5 s.

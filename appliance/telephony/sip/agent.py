@@ -6,9 +6,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from appliance.telephony.sip.account import SipAccount
 from appliance.telephony.sip.call import SipCall
 from appliance.telephony.sip.runtime import PjRuntime, SipError, SipTransport
+from appliance.telephony.sip.user_agent import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ CallHandler = Callable[[SipCall], Awaitable[None]]
 _ANSWER_TIMEOUT_S = 10.0
 
 
-class SipAgent:
+class SipAgent(UserAgent):
     """Answers every incoming call (180, then 200) and runs `handler(call)` as a task per call.
 
     When the handler returns the call is hung up if still up. Without `registrar_host` the agent
@@ -25,6 +25,8 @@ class SipAgent:
     owns a runtime bound to `bind_host:bind_port`; with a shared runtime it uses `transport`
     or binds its own on it.
     """
+
+    label = "agent"
 
     def __init__(
         self,
@@ -41,84 +43,36 @@ class SipAgent:
         transport: SipTransport | None = None,
         register_timeout: float = 5.0,
     ) -> None:
+        super().__init__(
+            username=username,
+            password=password,
+            registrar_host=registrar_host,
+            registrar_port=registrar_port,
+            display_name=None,
+            bind_host=bind_host,
+            bind_port=bind_port,
+            runtime=runtime,
+            transport=transport,
+            register_timeout=register_timeout,
+            max_calls=max_calls,
+        )
         self._handler = handler
-        self._username = username
-        self._password = password
-        self._registrar_host = registrar_host
-        self._registrar_port = registrar_port
-        self._bind_host = bind_host
-        self._bind_port = bind_port
         self.max_calls = max_calls
-        self._runtime = runtime
-        self._owns_runtime = runtime is None
-        self._transport = transport
-        self._register_timeout = register_timeout
-        self._account: SipAccount | None = None
         self._tasks: dict[SipCall, asyncio.Task[None]] = {}
         self._stopping = False
         self.calls_handled = 0
         self.calls_rejected = 0
 
     @property
-    def account(self) -> SipAccount:
-        if self._account is None:
-            raise SipError("SipAgent is not started")
-        return self._account
-
-    @property
-    def runtime(self) -> PjRuntime:
-        if self._runtime is None:
-            raise SipError("not started")
-        return self._runtime
-
-    @property
-    def transport(self) -> SipTransport:
-        return self.account.transport
-
-    @property
     def port(self) -> int:
         return self.transport.port
-
-    @property
-    def uri(self) -> str:
-        """Where to send calls when running without a registrar."""
-        return f"sip:{self._username}@{self.transport.host}:{self.transport.port}"
 
     @property
     def active_calls(self) -> list[SipCall]:
         return [call for call in self._tasks if call.is_active]
 
     async def start(self) -> None:
-        if self._account is not None:
-            raise SipError("SipAgent is already started")
-        runtime = self._runtime
-        if runtime is None:
-            runtime = PjRuntime(
-                bind_host=self._bind_host, bind_port=self._bind_port, max_calls=self.max_calls
-            )
-            await runtime.__aenter__()
-            self._runtime = runtime
-            transport = runtime.transport
-        elif self._transport is not None:
-            transport = self._transport
-        else:
-            transport = await runtime.add_udp_transport(self._bind_host, self._bind_port)
-        account = SipAccount(
-            runtime,
-            username=self._username,
-            password=self._password,
-            registrar_host=self._registrar_host,
-            registrar_port=self._registrar_port,
-            transport=transport,
-            on_incoming=self._on_incoming,
-        )
-        self._account = account
-        try:
-            await account.start()
-            await account.wait_registered(self._register_timeout)
-        except BaseException:
-            await self.stop()
-            raise
+        await self._open()
 
     async def stop(self) -> None:
         """Cancel the handlers, hang up, unregister and (if owned) stop the runtime."""
@@ -128,14 +82,9 @@ class SipAgent:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        account, self._account = self._account, None
         try:
-            if account is not None:
-                await account.close()
+            await self._close()
         finally:
-            if self._owns_runtime and self._runtime is not None:
-                runtime, self._runtime = self._runtime, None
-                await runtime.aclose()
             self._stopping = False
 
     async def __aenter__(self) -> SipAgent:

@@ -452,7 +452,11 @@ class SipCall:
             # It never reached DISCONNECTED on its own: tell waiters it is gone.
             post(self._loop, self._on_ended, CallEnd(0, "released at shutdown"))
         if port is not None:
+            # Never deleted while the conference clock runs: the clock thread may be inside
+            # this port's callback, and freeing it then corrupts the heap (seen as segfaults
+            # in unrelated code). Ports go back to the runtime's pool and are reused.
             port._owner = None
+            self._runtime.pj_return_port(port)
         if call is not None:
             call._owner = None
         del port, call
@@ -473,10 +477,13 @@ class SipCall:
         self._pj_call.makeCall(uri, prm)
 
     def _pj_create_port(self, pj_call_id: int) -> Any:
-        fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, FRAME_MS * 1000, 16)
-        port = _FramePort(self)
-        port.createPort(f"callvault{pj_call_id}", fmt)
+        port = self._runtime.pj_take_port()
+        if port is None:
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, SAMPLE_RATE, 1, FRAME_MS * 1000, 16)
+            port = _FramePort(self)
+            port.createPort(f"callvault{self._runtime.pj_next_port_number()}", fmt)
+        port._owner = self
         return port
 
     def _pj_answer(self, status_code: int) -> None:

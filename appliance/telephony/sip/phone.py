@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from appliance.telephony.sip.account import SipAccount
 from appliance.telephony.sip.call import SipCall
 from appliance.telephony.sip.runtime import PjRuntime, SipError, SipTransport
+from appliance.telephony.sip.user_agent import UserAgent
 
 
-class SipPhone:
+class SipPhone(UserAgent):
     """One extension. Incoming calls are queued for `next_incoming()`; with `auto_answer` they
     are answered first (after `answer_delay` seconds of ringing).
 
     With `runtime=None` the phone owns a runtime bound to `bind_host:bind_port`; with a shared
     runtime it uses `transport` or binds its own there (so two phones never share a contact).
     """
+
+    label = "phone"
 
     def __init__(
         self,
@@ -34,82 +36,27 @@ class SipPhone:
         transport: SipTransport | None = None,
         register_timeout: float = 5.0,
     ) -> None:
-        self.username = username
-        self._password = password
-        self._registrar_host = registrar_host
-        self._registrar_port = registrar_port
-        self._display_name = display_name
+        super().__init__(
+            username=username,
+            password=password,
+            registrar_host=registrar_host,
+            registrar_port=registrar_port,
+            display_name=display_name,
+            bind_host=bind_host,
+            bind_port=bind_port,
+            runtime=runtime,
+            transport=transport,
+            register_timeout=register_timeout,
+        )
         self.auto_answer = auto_answer
         self._answer_delay = answer_delay
-        self._bind_host = bind_host
-        self._bind_port = bind_port
-        self._runtime = runtime
-        self._owns_runtime = runtime is None
-        self._transport = transport
-        self._register_timeout = register_timeout
-        self._account: SipAccount | None = None
         self._incoming: asyncio.Queue[SipCall] = asyncio.Queue()
 
-    @property
-    def account(self) -> SipAccount:
-        if self._account is None:
-            raise SipError(f"phone {self.username} is not started")
-        return self._account
-
-    @property
-    def runtime(self) -> PjRuntime:
-        if self._runtime is None:
-            raise SipError("not started")
-        return self._runtime
-
-    @property
-    def transport(self) -> SipTransport:
-        return self.account.transport
-
-    @property
-    def uri(self) -> str:
-        """This phone's direct address (useful without a registrar)."""
-        return f"sip:{self.username}@{self.transport.host}:{self.transport.port}"
-
     async def start(self) -> None:
-        if self._account is not None:
-            raise SipError(f"phone {self.username} is already started")
-        runtime = self._runtime
-        if runtime is None:
-            runtime = PjRuntime(bind_host=self._bind_host, bind_port=self._bind_port)
-            await runtime.__aenter__()
-            self._runtime = runtime
-            transport = runtime.transport
-        elif self._transport is not None:
-            transport = self._transport
-        else:
-            transport = await runtime.add_udp_transport(self._bind_host, self._bind_port)
-        self._account = SipAccount(
-            runtime,
-            username=self.username,
-            password=self._password,
-            registrar_host=self._registrar_host,
-            registrar_port=self._registrar_port,
-            transport=transport,
-            display_name=self._display_name,
-            on_incoming=self._on_incoming,
-        )
-        try:
-            await self._account.start()
-            await self._account.wait_registered(self._register_timeout)
-        except BaseException:
-            await self.stop()
-            raise
+        await self._open()
 
     async def stop(self) -> None:
-        account, self._account = self._account, None
-        try:
-            if account is not None:
-                await account.close()
-        finally:
-            if self._owns_runtime and self._runtime is not None:
-                runtime, self._runtime = self._runtime, None
-                await runtime.aclose()
+        await self._close()
 
     async def __aenter__(self) -> SipPhone:
         await self.start()

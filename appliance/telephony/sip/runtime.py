@@ -170,6 +170,10 @@ class PjRuntime:
         # Everything holding pj objects; touched only on the runtime thread.
         self._calls: set[PjOwned] = set()
         self._accounts: set[PjOwned] = set()
+        # Media ports outlive their calls (see SipCall.pj_release); freed only at shutdown,
+        # after the conference clock has stopped.
+        self._port_pool: list[Any] = []
+        self._ports_created = 0
         self._ep: Any = None
         self._log_writer: Any = None
 
@@ -294,6 +298,16 @@ class PjRuntime:
     @property
     def pj_endpoint(self) -> Any:
         return self._ep
+
+    def pj_take_port(self) -> Any | None:
+        return self._port_pool.pop() if self._port_pool else None
+
+    def pj_return_port(self, port: Any) -> None:
+        self._port_pool.append(port)
+
+    def pj_next_port_number(self) -> int:
+        self._ports_created += 1
+        return self._ports_created
 
     def pj_live_call_count(self) -> int:
         return len(self._calls)
@@ -423,6 +437,14 @@ class PjRuntime:
             command(stopped)
 
     def _pj_destroy(self) -> None:
+        if self._ep is not None and self._port_pool:
+            # Stop the conference clock (the null sound device) before freeing media ports, so
+            # no clock-thread callback can run inside a port being freed.
+            try:
+                self._ep.audDevManager().setNoDev()
+            except pj.Error:
+                log.exception("could not stop the audio clock before freeing media ports")
+        self._port_pool.clear()
         # Dangling pj objects in reference cycles would be destroyed by a later GC run on some
         # other thread after libDestroy (pjmedia_conf_remove_port assertion): collect them now.
         gc.collect()
