@@ -66,6 +66,7 @@ def test_line_and_phone_share_number(tmp_path: Path) -> None:
         ({"asterisk": {"ami_port": 70000}}, "asterisk.ami_port"),
         ({"asterisk": {"ami_prot": 5038}}, "asterisk.ami_prot"),
         ({"agent": {"max_calls": "many"}}, "agent.max_calls"),
+        ({"agent": {"max_calls": 8}}, "agent.max_calls"),  # pjsua2 wheel: 4 calls a process
         ({"lines": [{"name": "Bad Name", "extension": "100"}]}, "lines[0].name"),
         ({"lines": [{"name": "a", "extension": "1a"}]}, "lines[0].extension"),
         ({"lines": [{"name": "a", "extension": "100", "kind": "robot"}]}, "lines[0].kind"),
