@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Reconcile from a little before the outage: the CDR file and the event stream are not ordered.
 RECONCILE_MARGIN_S = 120.0
+# Also reconcile now and then without an outage: a CDR whose write failed (disk full, a bug)
+# is in Asterisk's file, and this puts it in the store once the cause is gone.
+RECONCILE_EVERY_S = 300.0
 
 
 class TelephonyError(CallvaultError):
@@ -106,8 +109,9 @@ class TelephonyService:
         await self._refresh_channels()
         # Whatever ended while the appliance was down: CDRs from Asterisk's file, files in
         # the spool that no live call writes to.
-        await self.reconcile(since=await self._last_cdr_end() - RECONCILE_MARGIN_S)
+        await self.reconcile(since=await self._last_cdr_end() - RECONCILE_MARGIN_S, reason="start")
         self._spawn(self._sweep_spool())
+        self._spawn(self._reconcile_periodically())
 
     async def stop(self) -> None:
         await self.ami.close()
@@ -138,8 +142,14 @@ class TelephonyService:
 
     async def _after_reconnect(self, since: float) -> None:
         await self._refresh_channels()
-        await self.reconcile(since=since)
+        await self.reconcile(since=since, reason="reconnect")
         await self._sweep_spool()
+
+    async def _reconcile_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            if self.ami.connected:
+                await self.reconcile(since=time.time() - 3 * RECONCILE_EVERY_S, reason="periodic")
 
     def _on_event(self, ev: Mapping[str, str]) -> None:
         self.stats.events += 1
@@ -235,8 +245,12 @@ class TelephonyService:
         latest = await self.db.cdrs(limit=1)
         return float(str(latest[0]["end_at"])) if latest else 0.0
 
-    async def reconcile(self, since: float) -> dict[str, int]:
-        """Store CDRs from Asterisk's own file that the event stream did not deliver."""
+    async def reconcile(self, since: float, reason: str = "manual") -> dict[str, int]:
+        """Store CDRs from Asterisk's own file that the event stream did not deliver.
+
+        At start the file holds whatever ended while the appliance was down (INFO); after a
+        reconnect or in the periodic pass, an addition means events were lost (WARNING).
+        """
         path = self.cfg.asterisk.host_path(self.cfg.asterisk.cdr_log)
         added = errors = seen = 0
         rows: list[CdrRow | cdrs.CdrParseError] = await asyncio.to_thread(
@@ -255,8 +269,10 @@ class TelephonyService:
         self.stats.cdr_errors += errors
         result = {"seen": seen, "added": added, "errors": errors}
         self.stats.last_reconcile = result
-        if added or errors:
-            log.warning("reconciled CDRs from %s: %s", path, result)
+        if errors or (added and reason != "start"):
+            log.warning("reconciled CDRs from %s (%s): %s", path, reason, result)
+        elif added:
+            log.info("imported CDRs from %s (%s): %s", path, reason, result)
         return result
 
     async def _refresh_channels(self) -> None:
