@@ -144,6 +144,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(cfg, console))
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from appliance.models import commands
+
+    cfg = _config(args)
+    if args.action == "install":
+        return commands.install(cfg, console, args.names)
+    if args.action == "verify":
+        return commands.verify(cfg, console, args.names)
+    return commands.list_models(cfg, console)
+
+
+def cmd_net(args: argparse.Namespace) -> int:
+    import json
+
+    from appliance import net
+
+    cfg = _config(args)
+    with net.Netlink(args.netns) as nl:
+        if args.action == "apply":
+            steps = net.apply(cfg.network, nl)
+            for step in steps:
+                console.print(f"changed: {step}")
+            console.print(f"network: {len(steps)} changes" if steps else "network: in sync")
+            return 0
+        state = net.read_state(nl)
+        pending = net.diff(cfg.network, state)
+    if args.json:
+        print(json.dumps({**state.as_dict(), "pending": [str(s) for s in pending]}, indent=2))
+        return 0
+    for a in state.addresses:
+        console.print(f"{a.ifname:<16} {a.cidr}")
+    for r in state.routes:
+        managed = " (callvault)" if r.ours else ""
+        console.print(f"route {r.destination} via {r.gateway or '-'} dev {r.ifname}{managed}")
+    console.print("\n".join(f"pending: {s}" for s in pending) or "in sync with the config")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="callvault", description=__doc__)
     p.add_argument(
@@ -175,6 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(fn=cmd_calls)
+
+    m = sub.add_parser("models", help="install, verify and list the local models")
+    m.add_argument("action", choices=["install", "verify", "list"])
+    m.add_argument("names", nargs="*", help="models (default: all in the manifest)")
+    m.set_defaults(fn=cmd_models)
+
+    n = sub.add_parser("net", help="apply the [network] config (pyroute2) or show the live state")
+    n.add_argument("action", choices=["apply", "show"])
+    n.add_argument("--netns", help="operate in this network namespace (/run/netns/NAME)")
+    n.add_argument("--json", action="store_true", help="`show` as JSON (what the admin UI reads)")
+    n.set_defaults(fn=cmd_net)
+
+    from appliance.privacy.cli import add_parser as add_privacy_parser
+
+    add_privacy_parser(sub, console)
 
     d = sub.add_parser("demo", help="start everything and place a scripted call to the AI line")
     d.set_defaults(fn=cmd_demo)

@@ -73,9 +73,21 @@ class AgentConfig:
     """Empty: generated on the box (`secrets/agent_password`)."""
     bind: str = "127.0.0.1"
     port: int = 5070
+    voice: bool = True
+    """Answer AI lines with the voice agent (local models); false: play the line's greeting."""
     max_calls: int = 4
     """Concurrent AI calls. The pjsua2-python wheel is built with PJSUA_MAX_CALLS=4, so 4 is
     also the ceiling; calls beyond it hear "all circuits are busy" from Asterisk."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Local models (models/manifest.toml)."""
+
+    dir: Path = Path("/var/lib/callvault/models")
+    """Where `callvault models install` assembles the model files."""
+    profile: str = "auto"
+    """`cpu`, `gpu`, or `auto`: gpu when an engine here can use a GPU, else cpu."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,11 @@ class LineConfig:
     """Record from the first ring (dialplan); false: the appliance starts recording over AMI
     when the line's policy allows it (e.g. after consent)."""
     greeting: Path | None = None
-    """WAV (8 kHz mono 16-bit) the agent plays on answer."""
+    """WAV (8 kHz mono 16-bit) played on answer when the voice models are not available."""
+    greeting_text: str = ""
+    """What the voice agent says on answer (spoken by the line's voice)."""
+    system_prompt: str = ""
+    """The LLM's instructions for this line (empty: a cautious receptionist default)."""
     announcement: str = "hello-world"
     """Asterisk sound played by `announcement` lines."""
     max_duration_s: int = 3600
@@ -118,6 +134,55 @@ class IpPeerConfig:
 
 
 @dataclass(frozen=True)
+class RouteConfig:
+    """A static route, e.g. to the SIP trunk's network through the LAN router."""
+
+    destination: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    """Must lie in the LAN or the voice VLAN subnet (a directly connected next hop)."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The box's own IPv4 network, applied with pyroute2 by `callvault net apply`."""
+
+    lan_interface: str = ""
+    """The LAN interface (e.g. `eth0`); empty: the appliance leaves the network alone."""
+    lan_address: ipaddress.IPv4Interface | None = None
+    """The box's LAN address with prefix (`192.0.2.10/24`); other addresses on it are removed."""
+    voice_vlan_id: int = 0
+    """802.1Q id of the phones' VLAN on the LAN interface; 0: no voice VLAN."""
+    voice_vlan_address: ipaddress.IPv4Interface | None = None
+    """The box's address in the voice VLAN (required with a voice VLAN)."""
+    routes: tuple[RouteConfig, ...] = ()
+
+    @property
+    def vlan_interface(self) -> str:
+        """Kernel name of the voice VLAN interface (`eth0.20`), empty without one."""
+        return f"{self.lan_interface}.{self.voice_vlan_id}" if self.voice_vlan_id else ""
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Encryption at rest, identifiers and the do-not-call list (appliance.privacy)."""
+
+    key_source: Literal["file", "passphrase"] = "file"
+    """`file`: a random master key in `master_key_file` (0600, created on first use);
+    `passphrase`: the master key is scrypt(passphrase) and never stored."""
+    master_key_file: Path | None = None
+    """Default `<state_dir>/keys/master.key`. Keep it off the backup media: with it a backup
+    of the database can open every key that was not shredded."""
+    passphrase_file: Path | None = None
+    """Required for `passphrase`: a root-only file holding it (e.g. a systemd credential).
+    The scrypt salt and parameters are kept in `<state_dir>/keys/master.scrypt`."""
+    default_region: str = "SE"
+    """ISO country used to read numbers given without +<country code> (E.164 normalisation)."""
+
+    def master_key_path(self, state_dir: Path) -> Path:
+        return self.master_key_file or state_dir / "keys" / "master.key"
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/callvault")
     """Database, secrets and encrypted recordings live here."""
@@ -125,9 +190,12 @@ class Config:
     recordings_dir: Path = Path("/var/lib/callvault/recordings")
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     lines: tuple[LineConfig, ...] = ()
     extensions: tuple[ExtensionConfig, ...] = ()
     ip_peers: tuple[IpPeerConfig, ...] = ()
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: Path | None = None
 
     @property
@@ -170,9 +238,12 @@ def parse(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) ->
         recordings_dir=top.path("recordings_dir", state_dir / "recordings"),
         asterisk=_asterisk(top.section("asterisk")),
         agent=_agent(top.section("agent")),
+        models=_models(top.section("models"), state_dir),
         lines=tuple(_line(s) for s in top.sections("lines")),
         extensions=tuple(_extension(s) for s in top.sections("extensions")),
         ip_peers=tuple(_ip_peer(s) for s in top.sections("ip_peers")),
+        network=_network(top.section("network")),
+        privacy=_privacy(top.section("privacy")),
         source=source,
     )
     top.reject_unknown()
@@ -212,8 +283,18 @@ def _agent(s: _Section) -> AgentConfig:
         password=s.text("password", d.password),
         bind=s.text("bind", d.bind),
         port=s.port("port", d.port),
+        voice=s.flag("voice", d.voice),
         max_calls=s.integer("max_calls", d.max_calls, lo=1, hi=PJSUA_MAX_CALLS),
     )
+    s.reject_unknown()
+    return cfg
+
+
+def _models(s: _Section, state_dir: Path) -> ModelsConfig:
+    profile = s.text("profile", ModelsConfig.profile)
+    if profile not in {"auto", "cpu", "gpu"}:
+        raise ConfigError(s.name("profile"), f"{profile!r} is not auto, cpu or gpu")
+    cfg = ModelsConfig(dir=s.path("dir", state_dir / "models"), profile=profile)
     s.reject_unknown()
     return cfg
 
@@ -241,6 +322,8 @@ def _line(s: _Section) -> LineConfig:
         record_legs=tuple(cast(Leg, leg) for leg in legs),
         record_from_start=s.flag("record_from_start", LineConfig.record_from_start),
         greeting=greeting,
+        greeting_text=s.text("greeting_text", ""),
+        system_prompt=s.text("system_prompt", ""),
         announcement=s.match(
             "announcement",
             LineConfig.announcement,
@@ -274,6 +357,139 @@ def _ip_peer(s: _Section) -> IpPeerConfig:
         raise ConfigError(s.name("match"), "must be an IP address") from None
     cfg = IpPeerConfig(
         name=s.match("name", None, _NAME, "lowercase letters, digits, _ and -"), match=match
+    )
+    s.reject_unknown()
+    return cfg
+
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def _ipv4_interface(s: _Section, key: str) -> ipaddress.IPv4Interface | None:
+    if key not in s.raw:
+        s.used.add(key)
+        return None
+    value = s.text(key, None)
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise ConfigError(s.name(key), f"{value!r} is not an IPv4 address/prefix") from None
+    if "/" not in value:
+        raise ConfigError(s.name(key), f"{value!r} needs a prefix length (e.g. /24)")
+    edges = (iface.network.network_address, iface.network.broadcast_address)
+    if iface.network.prefixlen < 31 and iface.ip in edges:
+        raise ConfigError(s.name(key), f"{value!r} is the network or broadcast address")
+    return iface
+
+
+def _route(s: _Section) -> RouteConfig:
+    dst, gw = s.text("destination", None), s.text("gateway", None)
+    try:
+        destination = ipaddress.IPv4Network(dst)
+    except ValueError as exc:
+        raise ConfigError(s.name("destination"), f"{dst!r} is not an IPv4 network: {exc}") from None
+    try:
+        gateway = ipaddress.IPv4Address(gw)
+    except ValueError:
+        raise ConfigError(s.name("gateway"), f"{gw!r} is not an IPv4 address") from None
+    s.reject_unknown()
+    return RouteConfig(destination=destination, gateway=gateway)
+
+
+def _network(s: _Section) -> NetworkConfig:
+    lan = s.text("lan_interface", "")
+    if lan and not _IFNAME.match(lan):
+        raise ConfigError(s.name("lan_interface"), f"{lan!r} is not an interface name")
+    cfg = NetworkConfig(
+        lan_interface=lan,
+        lan_address=_ipv4_interface(s, "lan_address"),
+        voice_vlan_id=s.integer("voice_vlan_id", 0, lo=0, hi=4094),
+        voice_vlan_address=_ipv4_interface(s, "voice_vlan_address"),
+        routes=tuple(_route(r) for r in s.sections("routes")),
+    )
+    s.reject_unknown()
+    _check_network(cfg, s)
+    return cfg
+
+
+def _check_network(cfg: NetworkConfig, s: _Section) -> None:
+    """Everything that can be judged without looking at the box: checked before any change."""
+    if not cfg.lan_interface:
+        for key in ("lan_address", "voice_vlan_id", "voice_vlan_address", "routes"):
+            if key in s.raw:
+                raise ConfigError(s.name(key), "needs network.lan_interface")
+        return
+    if cfg.lan_address is None:
+        raise ConfigError(s.name("lan_address"), "is required with network.lan_interface")
+    if cfg.voice_vlan_id and cfg.voice_vlan_address is None:
+        raise ConfigError(s.name("voice_vlan_address"), "is required with a voice VLAN")
+    if cfg.voice_vlan_address is not None and not cfg.voice_vlan_id:
+        raise ConfigError(s.name("voice_vlan_address"), "set without network.voice_vlan_id")
+    if len(cfg.vlan_interface) > 15:
+        raise ConfigError(
+            s.name("voice_vlan_id"),
+            f"VLAN interface name {cfg.vlan_interface!r} is longer than the kernel's 15 characters",
+        )
+    connected = {"lan_address": cfg.lan_address.network}
+    if cfg.voice_vlan_address is not None:
+        vlan_net = cfg.voice_vlan_address.network
+        if vlan_net.overlaps(cfg.lan_address.network):
+            raise ConfigError(
+                s.name("voice_vlan_address"),
+                f"subnet {vlan_net} overlaps the LAN subnet {cfg.lan_address.network}",
+            )
+        connected["voice_vlan_address"] = vlan_net
+    _check_routes(cfg.routes, connected, s.name("routes"))
+
+
+def _check_routes(
+    routes: tuple[RouteConfig, ...], connected: dict[str, ipaddress.IPv4Network], name: str
+) -> None:
+    seen: dict[ipaddress.IPv4Network, int] = {}
+    subnets = ", ".join(map(str, connected.values()))
+    for i, route in enumerate(routes):
+        field_ = f"{name}[{i}]"
+        for key, net in connected.items():
+            if route.destination.overlaps(net):
+                raise ConfigError(
+                    f"{field_}.destination",
+                    f"{route.destination} overlaps the directly connected {key} subnet {net}",
+                )
+        if not any(route.gateway in net for net in connected.values()):
+            raise ConfigError(
+                f"{field_}.gateway",
+                f"{route.gateway} is in no directly connected subnet ({subnets})",
+            )
+        if route.destination in seen:
+            raise ConfigError(
+                f"{field_}.destination",
+                f"{route.destination} is routed twice (also routes[{seen[route.destination]}])",
+            )
+        seen[route.destination] = i
+
+
+def _privacy(s: _Section) -> PrivacyConfig:
+    import phonenumbers
+
+    source = s.text("key_source", PrivacyConfig.key_source)
+    if source not in {"file", "passphrase"}:
+        raise ConfigError(s.name("key_source"), f"unknown source {source!r} (file, passphrase)")
+    key_file = s.path("master_key_file", None) if "master_key_file" in s.raw else None
+    pass_file = s.path("passphrase_file", None) if "passphrase_file" in s.raw else None
+    if source == "passphrase" and pass_file is None:
+        raise ConfigError(s.name("passphrase_file"), "is required when key_source = 'passphrase'")
+    region = s.match(
+        "default_region", PrivacyConfig.default_region, re.compile(r"^[A-Z]{2}$"), "ISO 3166 code"
+    )
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(
+            s.name("default_region"), f"{region!r} is not a region phonenumbers knows"
+        )
+    cfg = PrivacyConfig(
+        key_source=cast(Literal["file", "passphrase"], source),
+        master_key_file=key_file,
+        passphrase_file=pass_file,
+        default_region=region,
     )
     s.reject_unknown()
     return cfg

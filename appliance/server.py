@@ -7,6 +7,7 @@ import logging
 import signal
 
 from appliance.config import Config
+from appliance.models.manifest import ModelError
 from appliance.store import Database
 from appliance.telephony.greeter import GreetAndRecord
 from appliance.telephony.service import TelephonyService
@@ -19,6 +20,24 @@ log = logging.getLogger(__name__)
 def registrar_host(cfg: Config) -> str:
     host = cfg.asterisk.sip_bind
     return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - a bind-all address, mapped to loopback
+
+
+def line_handler(cfg: Config) -> CallHandler:
+    """The voice agent when its models load; otherwise the recorded greeting, said loudly.
+
+    A missing or corrupt model must not take the lines down: callers still get answered (with
+    the line's recorded greeting) and every call is still logged.
+    """
+    if not cfg.agent.voice:
+        return GreetAndRecord(cfg)
+    try:
+        from appliance.voice.agent import VoiceAgent
+        from appliance.voice.engines import VoiceEngines
+
+        return VoiceAgent(cfg, VoiceEngines.load(cfg))
+    except (ModelError, ImportError) as exc:
+        log.error("voice agent unavailable, AI lines play their recorded greeting: %s", exc)  # noqa: TRY400 - the reason is the message
+        return GreetAndRecord(cfg)
 
 
 class Appliance:
@@ -34,7 +53,7 @@ class Appliance:
         self.db = db
         self.telephony = TelephonyService(cfg, db)
         self.agent = SipAgent(
-            handler=handler or GreetAndRecord(cfg),
+            handler=handler or line_handler(cfg),
             username=cfg.agent.username,
             password=cfg.agent_password(),
             registrar_host=registrar_host(cfg),
@@ -86,10 +105,12 @@ async def run_until_signalled(cfg: Config) -> None:
 
 async def originate_once(cfg: Config, number: str, line: str) -> str:
     """Place one outbound call from the command line (the serving process records it)."""
+    from appliance.privacy.cli import operator
+
     async with Database(cfg.database) as db:
         svc = TelephonyService(cfg, db)
         await svc.ami.connect()
         try:
-            return await svc.originate(number, line)
+            return await svc.originate(number, line, actor=operator())
         finally:
             await svc.stop()

@@ -102,3 +102,32 @@ def test_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
     path = tmp_path / "state" / "secrets" / "ami_secret"
     assert path.stat().st_mode & 0o777 == 0o600
     assert cfg.extension_password(cfg.extensions[0]) != first
+
+
+def test_privacy_defaults(tmp_path: Path) -> None:
+    cfg = parse(BASE, tmp_path)
+    assert cfg.privacy.key_source == "file"
+    assert cfg.privacy.master_key_path(cfg.state_dir) == tmp_path / "state" / "keys" / "master.key"
+    assert cfg.privacy.default_region == "SE"
+
+
+@pytest.mark.parametrize(
+    ("privacy", "field"),
+    [
+        ({"key_source": "tpm"}, "privacy.key_source"),
+        ({"key_source": "passphrase"}, "privacy.passphrase_file"),
+        ({"default_region": "se"}, "privacy.default_region"),
+        ({"default_region": "XX"}, "privacy.default_region"),
+        ({"master_key": "x"}, "privacy.master_key"),
+    ],
+)
+def test_bad_privacy_values_name_their_field(tmp_path: Path, privacy: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse({**BASE, "privacy": privacy}, tmp_path)
+    assert exc.value.field == field
+
+
+def test_passphrase_mode_parses(tmp_path: Path) -> None:
+    raw = {**BASE, "privacy": {"key_source": "passphrase", "passphrase_file": "pass"}}
+    cfg = parse(raw, tmp_path)
+    assert cfg.privacy.passphrase_file == tmp_path / "pass"

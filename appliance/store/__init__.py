@@ -1,5 +1,25 @@
 """SQLite state (aiosqlite, WAL). `appliance.store.db` is the one module that owns SQL."""
 
-from appliance.store.db import CdrRow, Database, RecordingRow, StoreError
+from appliance.store.db import (
+    AuditEntry,
+    AuditSeal,
+    CdrRow,
+    Database,
+    DncEntry,
+    RecordingRow,
+    StaleKeyError,
+    StoreError,
+    SubjectDraft,
+)
 
-__all__ = ["CdrRow", "Database", "RecordingRow", "StoreError"]
+__all__ = [
+    "AuditEntry",
+    "AuditSeal",
+    "CdrRow",
+    "Database",
+    "DncEntry",
+    "RecordingRow",
+    "StaleKeyError",
+    "StoreError",
+    "SubjectDraft",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +23,10 @@ from appliance.errors import CallvaultError
 
 class StoreError(CallvaultError):
     pass
+
+
+class StaleKeyError(StoreError):
+    """A key was wrapped under a master key the database no longer uses (rotated meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class RecordingRow:
     size_bytes: int
     sha256: str
     flags: str = ""
+    cipher: str = ""
+    """Encrypted-file format (appliance.privacy.stream.CIPHER); sha256/size are the plaintext's."""
+    key_subjects: str = ""
+    """Comma-separated subject ids whose data keys derive the file key, in derivation order."""
+    stored_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,59 @@ class CallRow:
     ended_at: float | None
     disposition: str
     flags: str
+
+
+@dataclass(frozen=True)
+class SubjectDraft:
+    """A subject to create unless one with the same blind index exists (then that one counts).
+
+    Made by appliance.privacy.subjects: the identifier sealed under a fresh data key, the data
+    key wrapped under the master key `kek_id`.
+    """
+
+    kind: str
+    blind_index: bytes
+    value_enc: bytes
+    wrapped_key: bytes
+    kek_id: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    actor: str
+    role: str
+    action: str
+    object: str
+    purpose: str
+    detail: str = ""
+
+
+# (entry, seq, prev_hash) -> hash; computed inside the appending transaction.
+AuditSeal = Callable[[AuditEntry, int, str], str]
+AUDIT_GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class DncEntry:
+    blind_index: bytes
+    kind: str
+    number_enc: bytes
+    source: str
+    reason: str
+    added_at: float
+    added_by: str
+
+
+_INSERT_LINK = (
+    "INSERT OR IGNORE INTO subject_links (subject_id, item_type, item_id, role, linked_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _check_kek(found: str, expected: str, what: str) -> None:
+    if found != expected:
+        raise StoreError(f"{what} is wrapped under master key {found}, not {expected}")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -185,12 +247,15 @@ class Database:
             return [dict(r) for r in await cur.fetchall()]
 
     # ---- CDRs and calls
-    async def add_cdr(self, cdr: CdrRow) -> bool:
-        """Store a CDR and fold it into its call; False if it was already stored."""
-        async with self._write_lock:
-            return await self._add_cdr(cdr)
+    async def add_cdr(self, cdr: CdrRow, subjects: Sequence[tuple[SubjectDraft, str]] = ()) -> bool:
+        """Store a CDR, fold it into its call and link the call to `subjects` (draft, role).
 
-    async def _add_cdr(self, cdr: CdrRow) -> bool:
+        False if the CDR was already stored; the links are (re)made either way, idempotently.
+        """
+        async with self._write_lock:
+            return await self._add_cdr(cdr, subjects)
+
+    async def _add_cdr(self, cdr: CdrRow, subjects: Sequence[tuple[SubjectDraft, str]]) -> bool:
         await self.db.execute("BEGIN IMMEDIATE")
         try:
             cur = await self.db.execute(
@@ -242,6 +307,11 @@ class Database:
                         cdr.call_id,
                     ),
                 )
+            for draft, role in subjects:
+                subject_id = await self._ensure_subject(draft)
+                await self.db.execute(
+                    _INSERT_LINK, (subject_id, "call", cdr.call_id, role, time.time())
+                )
             await self.db.commit()
         except Exception:
             await self.db.rollback()
@@ -281,16 +351,35 @@ class Database:
 
     # ---- recordings
     async def add_recording(self, rec: RecordingRow) -> bool:
+        """Store a recording and link it to the subjects in `rec.key_subjects`, atomically."""
         fields = asdict(rec)
         cols = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
+        now = time.time()
         async with self._write_lock:
-            cur = await self.db.execute(
-                f"INSERT OR IGNORE INTO recordings ({cols}, created_at) VALUES ({marks}, ?)",
-                (*fields.values(), time.time()),
-            )
-            await self.db.commit()
-        return cur.rowcount == 1
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self.db.execute(
+                    f"INSERT OR IGNORE INTO recordings ({cols}, created_at) VALUES ({marks}, ?)",
+                    (*fields.values(), now),
+                )
+                inserted = cur.rowcount == 1
+                if inserted and rec.key_subjects:
+                    links = [
+                        (int(sid), "recording", str(cur.lastrowid), "key", now)
+                        for sid in rec.key_subjects.split(",")
+                    ]
+                    await self.db.executemany(_INSERT_LINK, links)
+                await self.db.commit()
+            except Exception:
+                await self.db.rollback()
+                raise
+        return inserted
+
+    async def recording(self, recording_id: int) -> dict[str, Any] | None:
+        async with self.db.execute("SELECT * FROM recordings WHERE id = ?", (recording_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
 
     async def recordings(self, call_id: str | None = None) -> list[dict[str, Any]]:
         if call_id is None:
@@ -299,6 +388,233 @@ class Database:
             sql, args = "SELECT * FROM recordings WHERE call_id = ? ORDER BY leg", (call_id,)  # type: ignore[assignment]
         async with self.db.execute(sql, args) as cur:
             return [dict(r) for r in await cur.fetchall()]
+
+    # ==== privacy (issue 5): key ring, subjects, links, audit chain, do-not-call ==========
+    # Crypto stays in appliance.privacy; these methods store and fetch what it produces.
+
+    async def _tx(self, body: Callable[[], Any]) -> Any:
+        """Run `body` (a coroutine function) in one write transaction under the write lock."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = await body()
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+            return result
+
+    async def keyring_get(self, name: str) -> tuple[bytes, str] | None:
+        async with self.db.execute(
+            "SELECT wrapped, kek_id FROM keyring WHERE name = ?", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (bytes(row[0]), str(row[1])) if row else None
+
+    async def keyring_add(self, name: str, wrapped: bytes, kek_id: str) -> tuple[bytes, str]:
+        """Store a wrapped key unless one exists (another process won the race); return it."""
+
+        async def body() -> None:
+            await self.db.execute(
+                "INSERT OR IGNORE INTO keyring (name, wrapped, kek_id, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (name, wrapped, kek_id, time.time()),
+            )
+
+        await self._tx(body)
+        stored = await self.keyring_get(name)
+        if stored is None:
+            raise StoreError(f"keyring entry {name!r} vanished")
+        return stored
+
+    async def keyring_kek_ids(self) -> set[str]:
+        """Master key ids the key ring is wrapped under (one, except mid-rotation: never)."""
+        async with self.db.execute("SELECT DISTINCT kek_id FROM keyring") as cur:
+            return {str(r[0]) for r in await cur.fetchall()}
+
+    async def _ensure_subject(self, draft: SubjectDraft) -> int:
+        # Inside a transaction. A draft wrapped under a master key the key ring has since
+        # left would be unreadable forever: refuse it, the caller re-drafts with the new key.
+        async with self.db.execute("SELECT kek_id FROM keyring WHERE name = 'index'") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]) != draft.kek_id:
+            raise StaleKeyError("subject key drafted under a master key that was rotated away")
+        await self.db.execute(
+            "INSERT OR IGNORE INTO subjects"
+            " (kind, blind_index, value_enc, wrapped_key, kek_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                draft.kind,
+                draft.blind_index,
+                draft.value_enc,
+                draft.wrapped_key,
+                draft.kek_id,
+                time.time(),
+            ),
+        )
+        async with self.db.execute(
+            "SELECT id FROM subjects WHERE blind_index = ?", (draft.blind_index,)
+        ) as cur:
+            found = await cur.fetchone()
+        if found is None:
+            raise StoreError("subject insert did not take")
+        return int(found[0])
+
+    async def ensure_subject(self, draft: SubjectDraft) -> int:
+        """The id of the subject with the draft's blind index, created from the draft if new."""
+        return int(await self._tx(lambda: self._ensure_subject(draft)))
+
+    async def subject_by_index(self, blind_index: bytes) -> dict[str, Any] | None:
+        async with self.db.execute(
+            "SELECT * FROM subjects WHERE blind_index = ?", (blind_index,)
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def subject_key(self, subject_id: int) -> tuple[bytes, bytes, str] | None:
+        """(blind index, wrapped data key, kek id); None once the subject is erased."""
+        async with self.db.execute(
+            "SELECT blind_index, wrapped_key, kek_id FROM subjects WHERE id = ?", (subject_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (bytes(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    async def call_subject_ids(self, call_id: str) -> list[int]:
+        async with self.db.execute(
+            "SELECT DISTINCT subject_id FROM subject_links"
+            " WHERE item_type = 'call' AND item_id = ? ORDER BY subject_id",
+            (call_id,),
+        ) as cur:
+            return [int(r[0]) for r in await cur.fetchall()]
+
+    async def subject_items(self, blind_index: bytes) -> list[dict[str, Any]]:
+        """Everything linked to one subject: one query on the unique blind-index key."""
+        async with self.db.execute(
+            "SELECT s.id AS subject_id, s.kind, l.item_type, l.item_id, l.role, l.linked_at"
+            " FROM subjects s JOIN subject_links l ON l.subject_id = s.id"
+            " WHERE s.blind_index = ? ORDER BY l.item_type, l.item_id, l.role",
+            (blind_index,),
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def rewrap_all(
+        self, old_kek: str, new_kek: str, rewrap: Callable[[str, bytes, bytes], bytes]
+    ) -> int:
+        """Re-wrap every key under `old_kek` in one transaction; `rewrap(table, aad_id, wrapped)`.
+
+        Fails (and changes nothing) if any row is wrapped under another key.
+        """
+
+        async def body() -> int:
+            count = 0
+            async with self.db.execute("SELECT name, wrapped, kek_id FROM keyring") as cur:
+                ring = [(str(r[0]), bytes(r[1]), str(r[2])) for r in await cur.fetchall()]
+            for name, wrapped, kek in ring:
+                _check_kek(kek, old_kek, f"keyring {name!r}")
+                await self.db.execute(
+                    "UPDATE keyring SET wrapped = ?, kek_id = ? WHERE name = ?",
+                    (rewrap("keyring", name.encode(), wrapped), new_kek, name),
+                )
+                count += 1
+            async with self.db.execute(
+                "SELECT id, blind_index, wrapped_key, kek_id FROM subjects"
+            ) as cur:
+                subjects = await cur.fetchall()
+            updates = []
+            for sid, bi, wrapped, kek in subjects:
+                _check_kek(str(kek), old_kek, f"subject {sid}")
+                updates.append((rewrap("subject", bytes(bi), bytes(wrapped)), new_kek, sid))
+            await self.db.executemany(
+                "UPDATE subjects SET wrapped_key = ?, kek_id = ? WHERE id = ?", updates
+            )
+            return count + len(updates)
+
+        return int(await self._tx(body))
+
+    # ---- audit chain
+    async def _audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
+        # Inside a transaction (BEGIN IMMEDIATE): reading the head and appending are atomic
+        # even across processes.
+        async with self.db.execute(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ) as cur:
+            head = await cur.fetchone()
+        seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, AUDIT_GENESIS)
+        await self.db.execute(
+            "INSERT INTO audit_log (seq, at, actor, role, action, object, purpose, detail,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                entry.at,
+                entry.actor,
+                entry.role,
+                entry.action,
+                entry.object,
+                entry.purpose,
+                entry.detail,
+                prev,
+                seal(entry, seq, prev),
+            ),
+        )
+        return seq
+
+    async def audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
+        return int(await self._tx(lambda: self._audit_append(entry, seal)))
+
+    async def audit_rows(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    # ---- do-not-call
+    async def dnc_get(self, blind_index: bytes) -> dict[str, Any] | None:
+        async with self.db.execute(
+            "SELECT * FROM dnc WHERE blind_index = ?", (blind_index,)
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def dnc_rows(self) -> list[dict[str, Any]]:
+        async with self.db.execute("SELECT * FROM dnc ORDER BY added_at, id") as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def dnc_add(
+        self, entries: Sequence[DncEntry], audit: tuple[AuditEntry, AuditSeal]
+    ) -> list[bool]:
+        """Add entries in one transaction with one audit row; per entry, whether it was new."""
+
+        async def body() -> list[bool]:
+            added = []
+            for e in entries:
+                cur = await self.db.execute(
+                    "INSERT OR IGNORE INTO dnc (blind_index, kind, number_enc, source, reason,"
+                    " added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        e.blind_index,
+                        e.kind,
+                        e.number_enc,
+                        e.source,
+                        e.reason,
+                        e.added_at,
+                        e.added_by,
+                    ),
+                )
+                added.append(cur.rowcount == 1)
+            if any(added):
+                await self._audit_append(*audit)
+            return added
+
+        return list(await self._tx(body))
+
+    async def dnc_remove(self, blind_index: bytes, audit: tuple[AuditEntry, AuditSeal]) -> bool:
+        async def body() -> bool:
+            cur = await self.db.execute("DELETE FROM dnc WHERE blind_index = ?", (blind_index,))
+            if cur.rowcount == 1:
+                await self._audit_append(*audit)
+            return cur.rowcount == 1
+
+        return bool(await self._tx(body))
 
 
 def _split_sql(sql: str) -> list[str]:

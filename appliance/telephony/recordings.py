@@ -1,9 +1,14 @@
 """Recordings: from Asterisk's MixMonitor spool into the appliance's store.
 
-MixMonitor writes `cv-<call>-<line>-<leg>.wav` into the spool and finalises the WAV header when
-the channel is gone. The appliance takes each file once it is complete, moves it out of the
-spool, and records its leg, duration and sha256. A sweep at start and after reconnects takes
-files whose call ended while nobody was listening, so no recording is left behind.
+MixMonitor writes `cv-<call>-<line>-<leg>.wav` into the spool (a tmpfs: plaintext audio never
+sits on persistent disk) and finalises the WAV header when the channel is gone. The appliance
+takes each file once it is complete, encrypts it as a stream into `recordings_dir` under the
+data keys of the call's subjects (appliance.privacy), records leg, duration and the
+plaintext's sha256, and only then removes the plaintext. A sweep at start and after reconnects
+takes files whose call ended while nobody was listening, so no recording is left behind.
+
+Reading a recording back (`open_recording`) decrypts it as a stream, checks the sha256 at the
+end, and writes an audit row before the first byte.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import re
-import shutil
 import struct
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from appliance.privacy import Actor, Privacy
+from appliance.privacy.stream import CIPHER, StreamError
 from appliance.store import Database, RecordingRow
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,11 @@ def wav_info(path: Path) -> WavInfo:
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(44)
+    return wav_info_of(head, size)
+
+
+def wav_info_of(head: bytes, size: int) -> WavInfo:
+    """`wav_info` from the first 44 bytes and the total size (e.g. of decrypted audio)."""
     if len(head) < 44 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return WavInfo(complete=False, duration_s=0.0, rate=0)
     riff_size = struct.unpack_from("<I", head, 4)[0]
@@ -52,11 +64,17 @@ def wav_info(path: Path) -> WavInfo:
     return WavInfo(complete=complete, duration_s=round(duration, 3), rate=rate)
 
 
+def context(call_id: str, line: str, leg: str) -> str:
+    """What the file key is bound to: a file moved onto another recording's row won't open."""
+    return f"recording:{call_id}:{line}:{leg}"
+
+
 class RecordingStore:
-    def __init__(self, spool: Path, target: Path, db: Database) -> None:
+    def __init__(self, spool: Path, target: Path, db: Database, privacy: Privacy) -> None:
         self.spool = spool
         self.target = target
         self.db = db
+        self.privacy = privacy
 
     def spool_files(self, call_id: str | None = None) -> list[Path]:
         if not self.spool.is_dir():
@@ -103,9 +121,10 @@ class RecordingStore:
             raise ValueError(f"not a recording name: {path.name}")
         call_id, line, leg = m.group("call"), m.group("line"), m.group("leg")
         day = time.strftime("%Y/%m/%d", time.localtime(float(call_id)))
-        dest = self.target / day / f"{call_id}-{line}-{leg}.wav"
+        dest = self.target / day / f"{call_id}-{line}-{leg}.wav.cvae"
         info = await asyncio.to_thread(wav_info, path)
-        sha, size = await asyncio.to_thread(_move_with_digest, path, dest)
+        subjects = await self.privacy.subjects.call_key_subjects(call_id)
+        sealed = await self.privacy.files.encrypt(path, dest, subjects, context(call_id, line, leg))
         row = RecordingRow(
             call_id=call_id,
             line=line,
@@ -113,29 +132,45 @@ class RecordingStore:
             path=str(dest),
             format="wav/slin8" if info.rate == 8000 else f"wav/{info.rate}",
             duration_s=info.duration_s,
-            size_bytes=size,
-            sha256=sha,
+            size_bytes=sealed.plain_bytes,
+            sha256=sealed.sha256,
             flags=flags,
+            cipher=CIPHER,
+            key_subjects=",".join(map(str, subjects)),
+            stored_bytes=sealed.stored_bytes,
         )
         await self.db.add_recording(row)
-        # Only now may the spool copy go: the row and the file both exist.
+        # Only now may the spool copy go: the row and the encrypted file both exist.
         await asyncio.to_thread(path.unlink, missing_ok=True)
         log.info("recording %s %s/%s %.1fs %s", call_id, line, leg, info.duration_s, flags or "ok")
         return row
 
+    async def open_recording(
+        self,
+        row: Mapping[str, Any],
+        *,
+        actor: Actor,
+        purpose: str,
+        action: str = "recording.play",
+    ) -> AsyncIterator[bytes]:
+        """The recording's plaintext WAV as a stream of verified chunks.
 
-def _move_with_digest(src: Path, dest: Path) -> tuple[str, int]:
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    tmp = dest.with_suffix(".part")
-    digest = hashlib.sha256()
-    size = 0
-    with src.open("rb") as fin, tmp.open("wb") as fout:
-        while chunk := fin.read(1 << 16):
+        The read is audited (`action`: recording.play, recording.export, ...) before the first
+        byte. Chunks are authenticated one by one; truncation, tampering or a sha256 that does
+        not match the row raises StreamError at the point it is known (at the latest at the
+        end), so a consumer that must not keep partial data discards it on error. A subject's
+        erasure makes this raise KeyShreddedError.
+        """
+        if row.get("cipher") != CIPHER:
+            raise StreamError(
+                f"recording {row['id']}: unknown storage format {row.get('cipher')!r}"
+            )
+        await self.privacy.audit.record(actor, action, f"recording:{row['id']}", purpose)
+        subjects = [int(s) for s in str(row["key_subjects"]).split(",")]
+        ctx = context(str(row["call_id"]), str(row["line"]), str(row["leg"]))
+        digest = hashlib.sha256()
+        async for chunk in self.privacy.files.decrypt(Path(str(row["path"])), subjects, ctx):
             digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    tmp.replace(dest)
-    shutil.copystat(src, dest)
-    return digest.hexdigest(), size
+            yield chunk
+        if digest.hexdigest() != row["sha256"]:
+            raise StreamError(f"recording {row['id']}: decrypted audio does not match its sha256")

@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.config import Config, LineConfig
 from appliance.errors import CallvaultError
+from appliance.privacy import Actor, IdentifierError, Pii, Privacy
 from appliance.store import CdrRow, Database
 from appliance.telephony import cdr as cdrs
 from appliance.telephony.ami import AmiClient, AmiError
@@ -31,10 +32,20 @@ RECONCILE_MARGIN_S = 120.0
 # Also reconcile now and then without an outage: a CDR whose write failed (disk full, a bug)
 # is in Asterisk's file, and this puts it in the store once the cause is gone.
 RECONCILE_EVERY_S = 300.0
+# How long a finished call's recordings wait in the (tmpfs) spool for the call's CDRs.
+INGEST_CDR_WAIT_S = 10.0
+
+
+def _date(ts: object) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(float(str(ts))))
 
 
 class TelephonyError(CallvaultError):
     pass
+
+
+class DoNotCallError(TelephonyError):
+    """The number is on the do-not-call list: it is never dialled."""
 
 
 @dataclass
@@ -74,13 +85,14 @@ class Stats:
 
 
 class TelephonyService:
-    def __init__(self, cfg: Config, db: Database) -> None:
+    def __init__(self, cfg: Config, db: Database, privacy: Privacy | None = None) -> None:
         self.cfg = cfg
         self.db = db
+        self.privacy = privacy or Privacy(cfg, db)
         self.stats = Stats()
         self.channels: dict[str, Channel] = {}
         self.recordings = RecordingStore(
-            cfg.asterisk.host_path(cfg.asterisk.spool_dir), cfg.recordings_dir, db
+            cfg.asterisk.host_path(cfg.asterisk.spool_dir), cfg.recordings_dir, db, self.privacy
         )
         a = cfg.asterisk
         self.ami = AmiClient(
@@ -186,6 +198,15 @@ class TelephonyService:
 
     async def _ingest(self, call_id: str) -> None:
         try:
+            # The file key comes from the call's subjects, which its CDRs name: wait for them
+            # (they follow the last Hangup within milliseconds). Without a CDR the recording is
+            # still encrypted, under a key of its own, rather than left in the spool.
+            try:
+                await self.wait_cdr(call_id, timeout_s=INGEST_CDR_WAIT_S, settle_s=0.3)
+            except TelephonyError:
+                log.warning(
+                    "call %s: no CDR yet; encrypting its recordings under a call key", call_id
+                )
             rows = await self.recordings.ingest_call(call_id)
             self.stats.recordings += len(rows)
         finally:
@@ -203,7 +224,7 @@ class TelephonyService:
             return
         self._pending_cdrs[row.call_id] = self._pending_cdrs.get(row.call_id, 0) + 1
         try:
-            if await self.db.add_cdr(row):
+            if await self.privacy.subjects.add_cdr(row):
                 self.stats.cdrs_written += 1
         finally:
             self._pending_cdrs[row.call_id] -= 1
@@ -262,7 +283,7 @@ class TelephonyService:
                 log.error("CDR file: %s", item)
                 continue
             seen += 1
-            if await self.db.add_cdr(item):
+            if await self.privacy.subjects.add_cdr(item):
                 added += 1
                 self._notify(item.call_id)
         self.stats.cdrs_reconciled += added
@@ -308,9 +329,15 @@ class TelephonyService:
             raise TelephonyError(f"unknown line {name!r} (configured: {known})")
         return line
 
-    async def originate(self, number: str, line: str, timeout_s: int = 30) -> str:
-        """Call `number` and connect it to `line` when answered; returns the call id."""
+    async def originate(
+        self, number: str, line: str, timeout_s: int = 30, *, actor: Actor | None = None
+    ) -> str:
+        """Call `number` and connect it to `line` when answered; returns the call id.
+
+        A number on the do-not-call list is never dialled: DoNotCallError, logged and audited.
+        """
         ln = self._line(line)
+        await self._check_dnc(number, line, actor or Actor.system("telephony"))
         if number not in {e.number for e in self.cfg.extensions}:
             raise TelephonyError(
                 f"{number!r} is not a configured extension, and no SIP trunk is configured "
@@ -330,6 +357,23 @@ class TelephonyService:
             Async="true",
         )
         return call_id
+
+    async def _check_dnc(self, number: str, line: str, actor: Actor) -> None:
+        try:
+            ident = self.privacy.subjects.parse(number)
+        except IdentifierError as exc:
+            raise TelephonyError(f"cannot call: {exc}") from None
+        entry = await self.privacy.dnc.find(ident)
+        if entry is None:
+            return
+        log.warning("refused to call %s for line %s: on the do-not-call list", Pii(number), line)
+        await self.privacy.audit.record(
+            actor, "originate.refused", f"dnc:{entry['id']}", "do-not-call", f"line={line}"
+        )
+        raise DoNotCallError(
+            f"refused to call {Pii(number)}: the number is on the do-not-call list "
+            f"(entry {entry['id']}, source {entry['source']!r}, added {_date(entry['added_at'])})"
+        )
 
     def channel_of(self, call_id: str, *, agent: bool) -> Channel:
         prefix = f"PJSIP/{self.cfg.agent.username}-"

@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import time
+import wave
 from pathlib import Path
 
 import pytest
 
 from appliance.config import Config
+from appliance.privacy import Actor
 from appliance.server import Appliance
 from appliance.telephony.audio import dominant_frequency, rms_dbfs, tone, voiced_seconds
-from appliance.telephony.recordings import wav_info
+from appliance.telephony.recordings import wav_info_of
 from appliance.telephony.sip import SipPhone
 from tests.integration.conftest import Heards
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SILENCE_200MS = b"\x00\x00" * 1600
+TESTER = Actor("integration-test", "qa")
+
+
+async def decrypted(app: Appliance, rec: dict) -> bytes:
+    """A recording's plaintext WAV, through the audited decrypt-as-stream API."""
+    stream = app.telephony.recordings.open_recording(rec, actor=TESTER, purpose="test")
+    return b"".join([chunk async for chunk in stream])
+
+
+def stored_head(rec: dict) -> bytes:
+    with Path(rec["path"]).open("rb") as fh:
+        return fh.read(4)
+
+
+def pcm_of(wav_bytes: bytes) -> bytes:
+    with wave.open(io.BytesIO(wav_bytes), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        return w.readframes(w.getnframes())
 
 
 async def recordings_for(app: Appliance, call_id: str, n: int, timeout: float = 10.0) -> list[dict]:
@@ -70,10 +92,12 @@ async def test_desk_phone_calls_the_ai_line(
     recs = await recordings_for(app, heard.call_id, 3)
     assert sorted(x["leg"] for x in recs) == ["callee", "caller", "mixed"]
     for rec in recs:
-        info = wav_info(Path(rec["path"]))
+        assert stored_head(rec) != b"RIFF"  # encrypted at rest
+        plain = await decrypted(app, rec)
+        info = wav_info_of(plain[:44], len(plain))
         assert info.complete and info.rate == 8000
         assert 3.0 <= rec["duration_s"] <= 5.0
-        assert len(rec["sha256"]) == 64
+        assert hashlib.sha256(plain).hexdigest() == rec["sha256"]
     # Nothing left behind in Asterisk's spool.
     assert app.telephony.recordings.spool_files(heard.call_id) == []
     call_row = await app.db.call(heard.call_id)
@@ -174,6 +198,4 @@ async def test_recording_started_and_stopped_over_ami(
         # Only the 1.5 s between start and stop, not the ~4 s call.
         assert 1.2 <= rec["duration_s"] <= 2.2, rec
     caller_leg = next(r for r in recs if r["leg"] == "caller")
-    from appliance.telephony.audio import read_wav_pcm8k
-
-    assert abs(dominant_frequency(read_wav_pcm8k(Path(caller_leg["path"]))) - 500.0) < 30
+    assert abs(dominant_frequency(pcm_of(await decrypted(app, caller_leg))) - 500.0) < 30

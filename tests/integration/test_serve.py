@@ -138,9 +138,15 @@ async def test_four_calls_at_once_and_a_fifth_hears_busy(
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=tmp_path,
         )  # fmt: skip
         assert await busy.wait() == 0
-        await asyncio.sleep(1.0)
+        # Each caller hears its own greeting (spoken by the voice agent: four at once on two
+        # cores take a few seconds).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(voiced_seconds(c.received_pcm()) > 1.0 for c in calls):
+                break
+            await asyncio.sleep(0.2)
         for call in calls:
-            assert voiced_seconds(call.received_pcm()) > 1.0  # each got its own greeting
+            assert voiced_seconds(call.received_pcm()) > 1.0
             await call.hangup()
         for p in phones:
             await p.stop()

@@ -56,7 +56,7 @@ class SipAgent(UserAgent):
             register_timeout=register_timeout,
             max_calls=max_calls,
         )
-        self._handler = handler
+        self.handler = handler
         self.max_calls = max_calls
         self._tasks: dict[SipCall, asyncio.Task[None]] = {}
         self._stopping = False
@@ -110,7 +110,7 @@ class SipAgent(UserAgent):
             await call.answer(200)
             await call.wait_confirmed(_ANSWER_TIMEOUT_S)
             self.calls_handled += 1
-            await self._handler(call)
+            await self.handler(call)
         except SipError as err:
             log.warning("call %r failed: %s", call, err)
         except asyncio.CancelledError:

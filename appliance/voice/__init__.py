@@ -1,0 +1,1 @@
+"""The local voice agent: VAD → streaming STT → LLM → streaming TTS on 20 ms call audio."""

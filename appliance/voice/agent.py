@@ -1,0 +1,277 @@
+"""The voice agent on one call: listen, decide the turn is over, answer while still thinking.
+
+Latency comes from overlapping the stages instead of running them one after another:
+- the caller's audio is transcribed speculatively at the first silent VAD window, so the
+  transcript is usually ready when the endpoint fires (and a complete sentence shortens the
+  endpoint wait);
+- the LLM's reply is cut into sentences as tokens arrive and each is spoken by Piper while the
+  LLM goes on;
+- caller speech during the agent's audio stops it at once (barge-in) and the interrupted text
+  is recorded as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from appliance.config import Config, LineConfig
+from appliance.telephony.greeter import CALL_HEADER, LINE_HEADER
+from appliance.telephony.sip import SipCall
+from appliance.voice.audio import Upsampler
+from appliance.voice.engines import VoiceEngines
+from appliance.voice.stt import Transcription
+from appliance.voice.vad import Endpointer, SileroVad
+
+log = logging.getLogger(__name__)
+
+PRE_ROLL_S = 0.3  # audio kept from before the VAD fired: word onsets are quiet
+
+
+@dataclass
+class Turn:
+    role: str  # "caller" | "agent"
+    text: str
+    at_s: float
+    interrupted: bool = False
+
+
+@dataclass
+class TurnTiming:
+    endpoint_wait_ms: float
+    stt_ms: float
+    llm_first_ms: float
+    tts_first_ms: float
+    answer_ms: float
+    """End of caller speech → the agent's first audio queued on the call."""
+
+
+@dataclass
+class Conversation:
+    call_id: str
+    line: str
+    turns: list[Turn] = field(default_factory=list)
+    timings: list[TurnTiming] = field(default_factory=list)
+    dtmf: str = ""
+
+
+class VoiceAgent:
+    def __init__(
+        self,
+        cfg: Config,
+        engines: VoiceEngines,
+        *,
+        on_done: Callable[[Conversation], None] | None = None,
+        max_turns: int = 50,
+    ) -> None:
+        self.cfg = cfg
+        self.engines = engines
+        self.on_done = on_done
+        self.max_turns = max_turns
+
+    async def __call__(self, call: SipCall) -> None:
+        headers = {k.lower(): v for k, v in call.sip_headers.items()}
+        line_name = headers.get(LINE_HEADER.lower(), "")
+        line = self.cfg.line_by_name(line_name)
+        convo = Conversation(call_id=headers.get(CALL_HEADER.lower(), call.call_id), line=line_name)
+        session = _Session(self, call, line, convo)
+        try:
+            await session.run()
+        finally:
+            if self.on_done is not None:
+                self.on_done(convo)
+
+
+class _Session:
+    def __init__(
+        self, agent: VoiceAgent, call: SipCall, line: LineConfig | None, convo: Conversation
+    ) -> None:
+        self.agent = agent
+        self.engines = agent.engines
+        self.call = call
+        self.line = line
+        self.convo = convo
+        self.t0 = time.monotonic()
+        self.vad = SileroVad(self.engines.vad_model)
+        self.endpoint = Endpointer()
+        self.up = Upsampler()
+        self.history: list[dict[str, str]] = [{"role": "system", "content": self._prompt()}]
+        self.utterance: list[npt.NDArray[np.float32]] = []
+        self.pre_roll: list[npt.NDArray[np.float32]] = []
+        self.speculative: tuple[int, asyncio.Task[Transcription]] | None = None
+        self.responding: asyncio.Task[None] | None = None
+        self.speaking_text = ""
+
+    def _prompt(self) -> str:
+        if self.line is not None and self.line.system_prompt:
+            return self.line.system_prompt
+        return (
+            "You are the phone receptionist of a small business. Answer in one or two short, "
+            "friendly sentences. Never invent facts, prices or times; offer to take a message."
+        )
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def run(self) -> None:
+        greeting = self.line.greeting_text if self.line is not None else ""
+        if greeting:
+            self.responding = asyncio.create_task(self._speak_text(greeting))
+        dtmf = asyncio.create_task(self._collect_dtmf())
+        try:
+            async for frame in self.call.frames():
+                await self._on_frame(frame)
+                if len(self.convo.timings) >= self.agent.max_turns:
+                    break
+        finally:
+            dtmf.cancel()
+            for task in (self.responding, self.speculative[1] if self.speculative else None):
+                if task is not None:
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dtmf
+
+    async def _collect_dtmf(self) -> None:
+        async for digit in self.call.dtmf():
+            self.convo.dtmf += digit
+
+    async def _on_frame(self, frame: bytes) -> None:
+        samples = self.up(frame)
+        if self.endpoint.in_speech:
+            self.utterance.append(samples)
+        else:
+            self.pre_roll.append(samples)
+            keep = int(PRE_ROLL_S * 1000 / 20)
+            del self.pre_roll[:-keep]
+        for prob in self.vad.feed(samples):
+            event = self.endpoint.update(prob)
+            if event == "start":
+                self.utterance = list(self.pre_roll)
+                self.speech_started = self.now()
+                self._barge_in()
+            elif event == "pause":
+                self._speculate()
+            elif event == "resume":
+                self.speculative = None
+            elif event == "end":
+                await self._end_of_turn()
+
+    def _barge_in(self) -> None:
+        if self.call.playback_pending_bytes > 0 or (self.responding and not self.responding.done()):
+            self.call.clear_playback()
+            if self.responding is not None:
+                self.responding.cancel()
+            if self.speaking_text:
+                self.convo.turns.append(
+                    Turn("agent", self.speaking_text, self.now(), interrupted=True)
+                )
+                self.speaking_text = ""
+
+    def _audio(self) -> npt.NDArray[np.float32]:
+        return np.concatenate(self.utterance) if self.utterance else np.zeros(0, np.float32)
+
+    def _speculate(self) -> None:
+        audio = self._audio()
+        task = asyncio.create_task(asyncio.to_thread(self.engines.stt.transcribe, audio))
+        self.speculative = (len(audio), task)
+        task.add_done_callback(self._maybe_complete)
+
+    def _maybe_complete(self, task: asyncio.Task[Transcription]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self.speculative is not None and self.speculative[1] is task:
+            self.endpoint.sentence_complete = task.result().text.rstrip().endswith((".", "?", "!"))
+
+    async def _end_of_turn(self) -> None:
+        t_end = time.monotonic()
+        silence_ms = float(self.endpoint.last_silence_ms)
+        audio = self._audio()
+        # The speculative run covered everything up to the first silent window; what came
+        # after is silence, so its transcript is the turn's.
+        spec = self.speculative
+        self.speculative = None
+        t_stt = time.monotonic()
+        if spec is not None:
+            result = await spec[1]
+        else:
+            result = await asyncio.to_thread(self.engines.stt.transcribe, audio)
+        stt_ms = (time.monotonic() - t_stt) * 1000
+        self.utterance = []
+        text = result.text.strip()
+        if not text:
+            return
+        self.convo.turns.append(Turn("caller", text, self.now()))
+        self.history.append({"role": "user", "content": text})
+        self.responding = asyncio.create_task(self._respond(t_end, silence_ms, stt_ms))
+
+    async def _respond(self, t_end: float, silence_ms: float, stt_ms: float) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, bytes | None, float] | None] = asyncio.Queue()
+        stop = threading.Event()
+        t_llm = time.monotonic()
+
+        def produce() -> None:
+            # LLM sentences feed Piper in this one worker: on two cores a second thread only
+            # adds contention, and the next sentence is generated while this one plays.
+            try:
+                for sentence in self.engines.llm.sentences(self.history[-9:]):
+                    t_sentence = time.monotonic()
+                    for pcm in self.engines.tts.speak(sentence):
+                        if stop.is_set():
+                            return
+                        loop.call_soon_threadsafe(queue.put_nowait, (sentence, pcm, t_sentence))
+                    if stop.is_set():
+                        return
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = loop.run_in_executor(None, produce)
+        spoken: list[str] = []
+        first = True
+        try:
+            while (item := await queue.get()) is not None:
+                sentence, pcm, t_sentence = item
+                if pcm is None:
+                    continue
+                if first:
+                    now = time.monotonic()
+                    self.convo.timings.append(
+                        TurnTiming(
+                            endpoint_wait_ms=silence_ms,
+                            stt_ms=stt_ms,
+                            llm_first_ms=(t_sentence - t_llm) * 1000,
+                            tts_first_ms=(now - t_sentence) * 1000,
+                            answer_ms=(now - t_end) * 1000 + silence_ms,
+                        )
+                    )
+                    first = False
+                if not spoken or spoken[-1] != sentence:
+                    spoken.append(sentence)
+                    self.speaking_text = " ".join(spoken)
+                self.call.play(pcm)
+            reply = " ".join(spoken)
+            await self.call.wait_played()
+            self.convo.turns.append(Turn("agent", reply, self.now()))
+            self.history.append({"role": "assistant", "content": reply})
+            self.speaking_text = ""
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await worker
+
+    async def _speak_text(self, text: str) -> None:
+        pcm = b"".join(await asyncio.to_thread(lambda: list(self.engines.tts.speak(text))))
+        self.speaking_text = text
+        self.call.play(pcm)
+        await self.call.wait_played()
+        self.convo.turns.append(Turn("agent", text, self.now()))
+        self.history.append({"role": "assistant", "content": text})
+        self.speaking_text = ""

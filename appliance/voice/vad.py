@@ -1,0 +1,97 @@
+"""Streaming Silero VAD (the v6 ONNX model that ships in faster-whisper) and end-of-turn logic.
+
+Silero takes 32 ms windows at 16 kHz (512 samples) with 64 samples of the previous window as
+context, and carries an LSTM state; fed frame by frame it gives a speech probability every
+32 ms, so the endpoint decision lags speech by at most one window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime
+
+WINDOW = 512
+CONTEXT = 64
+WINDOW_MS = 32
+
+
+class SileroVad:
+    def __init__(self, model: Path) -> None:
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 4
+        self._session = onnxruntime.InferenceSession(
+            str(model), providers=["CPUExecutionProvider"], sess_options=opts
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def feed(self, samples: npt.NDArray[np.float32]) -> list[float]:
+        """16 kHz samples in; one speech probability per completed 32 ms window out."""
+        self._pending = np.concatenate([self._pending, samples])
+        probs = []
+        while len(self._pending) >= WINDOW:
+            window, self._pending = self._pending[:WINDOW], self._pending[WINDOW:]
+            x = np.concatenate([self._context, window])[None, :]
+            out, self._h, self._c = self._session.run(
+                None, {"input": x, "h": self._h, "c": self._c}
+            )
+            self._context = window[-CONTEXT:]
+            probs.append(float(np.asarray(out).reshape(-1)[0]))
+        return probs
+
+
+@dataclass
+class Endpointer:
+    """Turns speech probabilities into turn events.
+
+    Speech starts after `start_ms` of speech; a turn ends after `end_ms` of silence, or after
+    `end_ms_complete` when the caller's words so far already form a complete sentence (the
+    streaming transcript ends in . ? !) — answering sooner without cutting off a pause
+    mid-sentence.
+    """
+
+    threshold: float = 0.5
+    release: float = 0.35
+    start_ms: int = 96
+    end_ms: int = 480
+    end_ms_complete: int = 256
+    in_speech: bool = False
+    _speech_run: int = 0
+    _silence_run: int = 0
+    sentence_complete: bool = False
+    last_silence_ms: int = 0
+    """Silence the last turn ended with (what the endpoint waited)."""
+
+    def update(self, prob: float) -> str | None:
+        """`"start"`, `"pause"` (first silent window: speculate), `"end"`, or None."""
+        if not self.in_speech:
+            self._speech_run = self._speech_run + WINDOW_MS if prob >= self.threshold else 0
+            if self._speech_run >= self.start_ms:
+                self.in_speech = True
+                self._silence_run = 0
+                self.sentence_complete = False
+                return "start"
+            return None
+        if prob >= self.release:
+            was_paused = self._silence_run > 0
+            self._silence_run = 0
+            return "resume" if was_paused else None
+        self._silence_run += WINDOW_MS
+        limit = self.end_ms_complete if self.sentence_complete else self.end_ms
+        if self._silence_run >= limit:
+            self.last_silence_ms = self._silence_run
+            self.in_speech = False
+            self._speech_run = 0
+            return "end"
+        return "pause" if self._silence_run == WINDOW_MS else None
