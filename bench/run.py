@@ -6,7 +6,7 @@ bench/results/latest.md. Timings on shared machines are noisy: medians of repeat
 Keys:
   asterisk_sandbox_start_s   median seconds from `sandbox up` to AMI answering (5 starts)
   ami_events_per_second      AMI events parsed and dispatched per second by our client, replaying
-                             a real Asterisk transcript (bench/fixtures/ami_transcript.bin)
+                             a real Asterisk transcript (bench/fixtures/ami_transcript.ami)
   sipp_concurrent_calls_ok   largest concurrent recorded-call count with 0 failures (sweep to 200;
                              every call answered, its CDR written, its recording ingested)
   sipp_calls_per_second      highest call rate with 0 failures (same checks), calls of 1 s
@@ -43,7 +43,7 @@ from appliance.telephony.service import TelephonyService
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 SCENARIO = REPO / "bench" / "sipp" / "uac_pcap.xml"
-TRANSCRIPT = REPO / "bench" / "fixtures" / "ami_transcript.bin"
+TRANSCRIPT = REPO / "bench" / "fixtures" / "ami_transcript.ami"
 SANDBOX = REPO / "asterisk" / "sandbox"
 console = Console()
 
@@ -199,7 +199,7 @@ def write_results(new: dict[str, float]) -> None:
         "and `sipp_calls_per_second` 5-100 calls/s for 5 s (1 s calls); each step passes only "
         "if SIPp saw no failure and every call has its CDR and an ingested recording. A value "
         "equal to the top of its sweep is a lower bound. `ami_events_per_second` replays "
-        "bench/fixtures/ami_transcript.bin (a real Asterisk 22 capture) in 4 KiB reads.",
+        "bench/fixtures/ami_transcript.ami (a real Asterisk 22 capture) in 4 KiB reads.",
         "",
     ]
     (RESULTS / "latest.md").write_text("\n".join(lines))
@@ -214,6 +214,11 @@ def _cores() -> int:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sweep (smoke test of the bench)")
+    ap.add_argument(
+        "--only",
+        choices=["telephony", "voice"],
+        help="run one group (the others keep their previous figures in latest.json)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="callvault-bench-") as td:
         tmp = Path(td)
@@ -221,14 +226,25 @@ def main() -> int:
         cfg = replace(cfg, recordings_dir=tmp / "recordings")
         render.write(cfg, render.render(cfg))
         results: dict[str, float] = {}
-        console.print("[bold]Asterisk sandbox start")
-        results["asterisk_sandbox_start_s"] = bench_sandbox_start(cfg, 3 if args.quick else 5)
-        console.print(f"  median {results['asterisk_sandbox_start_s']} s")
-        console.print("[bold]AMI event parsing")
-        results["ami_events_per_second"] = bench_ami_parse(3 if args.quick else 5)
-        console.print(f"  median {results['ami_events_per_second']} events/s")
-        console.print("[bold]SIPp sweeps (recorded line 902, appliance writing CDRs + recordings)")
-        results.update(asyncio.run(bench_sipp(cfg, tmp, args.quick)))
+        if args.only in (None, "telephony"):
+            console.print("[bold]Asterisk sandbox start")
+            results["asterisk_sandbox_start_s"] = bench_sandbox_start(cfg, 3 if args.quick else 5)
+            console.print(f"  median {results['asterisk_sandbox_start_s']} s")
+            console.print("[bold]AMI event parsing")
+            results["ami_events_per_second"] = bench_ami_parse(3 if args.quick else 5)
+            console.print(f"  median {results['ami_events_per_second']} events/s")
+            console.print(
+                "[bold]SIPp sweeps (recorded line 902, appliance writing CDRs + recordings)"
+            )
+            results.update(asyncio.run(bench_sipp(cfg, tmp, args.quick)))
+        if args.only in (None, "voice"):
+            from bench import voice
+
+            console.print("[bold]Voice agent turns through Asterisk (scripted caller)")
+            sandbox(cfg, "up")
+            voice_results = voice.run(cfg, tmp, args.quick)
+            console.print(voice_results)
+            results.update(voice_results)
     write_results(results)
     console.print_json(json.dumps(results))
     return 0

@@ -13,7 +13,7 @@ from appliance import config
 from appliance.store import Database
 from appliance.telephony.service import TelephonyService
 
-TRANSCRIPT = Path(__file__).resolve().parents[2] / "bench" / "fixtures" / "ami_transcript.bin"
+TRANSCRIPT = Path(__file__).resolve().parents[2] / "bench" / "fixtures" / "ami_transcript.ami"
 
 
 def events() -> list[dict[str, str]]:
