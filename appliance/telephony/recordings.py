@@ -64,6 +64,26 @@ def wav_info_of(head: bytes, size: int) -> WavInfo:
     return WavInfo(complete=complete, duration_s=round(duration, 3), rate=rate)
 
 
+def spool_filesystem(spool: Path) -> str | None:
+    """The filesystem type the spool lives on (from /proc/mounts), None if unknown."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    target = str(spool.resolve())
+    for line in mounts:
+        fields = line.split()
+        # The longest mount point containing the spool is the one it lives on.
+        if (
+            len(fields) >= 3
+            and (target + "/").startswith(fields[1].rstrip("/") + "/")
+            and len(fields[1]) >= len(best)
+        ):
+            best, fstype = fields[1], fields[2]
+    return fstype
+
+
 def context(call_id: str, line: str, leg: str) -> str:
     """What the file key is bound to: a file moved onto another recording's row won't open."""
     return f"recording:{call_id}:{line}:{leg}"

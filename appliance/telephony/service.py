@@ -22,7 +22,7 @@ from appliance.privacy import Actor, IdentifierError, Pii, Privacy
 from appliance.store import CdrRow, Database
 from appliance.telephony import cdr as cdrs
 from appliance.telephony.ami import AmiClient, AmiError
-from appliance.telephony.recordings import RecordingStore
+from appliance.telephony.recordings import RecordingStore, spool_filesystem
 from appliance.telephony.render import mixmonitor_args
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,14 @@ class TelephonyService:
         await self.db.sync_lines(
             [(ln.name, ln.extension, ln.kind, ln.record_legs) for ln in self.cfg.lines]
         )
+        fs = await asyncio.to_thread(spool_filesystem, self.recordings.spool)
+        if fs not in {"tmpfs", "ramfs"}:
+            log.warning(
+                "recording spool %s is on %s, not a tmpfs: plaintext audio lands on disk until "
+                "it is encrypted at hangup",
+                self.recordings.spool,
+                fs or "an unknown filesystem",
+            )
         await self.ami.connect()
         await self._refresh_channels()
         # Whatever ended while the appliance was down: CDRs from Asterisk's file, files in

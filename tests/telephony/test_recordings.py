@@ -114,3 +114,10 @@ async def test_a_call_without_subjects_gets_a_key_of_its_own(
     assert [(i["item_type"], i["role"]) for i in own] == [("recording", "key")]
     [rec] = await privacy.db.recordings("300.1")
     assert len(await read(store, rec)) == len(wav_bytes(0.5))
+
+
+def test_spool_filesystem_reads_proc_mounts() -> None:
+    from appliance.telephony.recordings import spool_filesystem
+
+    assert spool_filesystem(Path("/proc/self")) == "proc"
+    assert spool_filesystem(Path("/")) is not None
