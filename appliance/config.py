@@ -22,7 +22,9 @@ DEFAULT_PATH = Path("/etc/callvault/callvault.toml")
 
 Leg = Literal["caller", "callee", "mixed"]
 LineKind = Literal["agent", "echo", "announcement"]
+RecordingPolicy = Literal["always", "after-consent", "on-demand", "off"]
 LEGS: tuple[str, ...] = get_args(Leg)
+RECORDING_POLICIES: tuple[str, ...] = get_args(RecordingPolicy)
 LINE_KINDS: tuple[str, ...] = get_args(LineKind)
 
 # Compiled into the pjsua2-python 2.15.1.post1 wheel; pjsua silently caps higher values.
@@ -100,9 +102,19 @@ class LineConfig:
     """`agent`: the voice agent answers; `echo`/`announcement`: Asterisk itself (test lines)."""
     record_legs: tuple[Leg, ...] = ("mixed",)
     """Which audio to record: `caller` (what the caller says), `callee`, `mixed` (both)."""
-    record_from_start: bool = True
-    """Record from the first ring (dialplan); false: the appliance starts recording over AMI
-    when the line's policy allows it (e.g. after consent)."""
+    recording: RecordingPolicy = "always"
+    """`always`: from the first ring; `after-consent`: the agent asks and starts recording over
+    AMI only after the caller agrees; `on-demand`: only when started over AMI; `off`: never."""
+    consent_prompt: str = (
+        "This call is handled by an AI assistant and recorded. Press 1 or say yes to agree. "
+        "If you do not agree, hang up or press 2."
+    )
+    """What an `after-consent` line says before anything else."""
+
+    @property
+    def record_from_start(self) -> bool:
+        return self.recording == "always" and bool(self.record_legs)
+
     greeting: Path | None = None
     """WAV (8 kHz mono 16-bit) played on answer when the voice models are not available."""
     greeting_text: str = ""
@@ -299,6 +311,15 @@ def _models(s: _Section, state_dir: Path) -> ModelsConfig:
     return cfg
 
 
+def _recording_policy(s: _Section) -> RecordingPolicy:
+    policy = s.text("recording", LineConfig.recording)
+    if policy not in RECORDING_POLICIES:
+        raise ConfigError(
+            s.name("recording"), f"{policy!r} is not one of {', '.join(RECORDING_POLICIES)}"
+        )
+    return cast(RecordingPolicy, policy)
+
+
 def _line(s: _Section) -> LineConfig:
     legs = s.strings("record_legs", list(LineConfig.record_legs))
     for i, leg in enumerate(legs):
@@ -320,7 +341,8 @@ def _line(s: _Section) -> LineConfig:
         extension=s.match("extension", None, _EXTENSION, "2 to 8 digits"),
         kind=cast(LineKind, kind),
         record_legs=tuple(cast(Leg, leg) for leg in legs),
-        record_from_start=s.flag("record_from_start", LineConfig.record_from_start),
+        recording=_recording_policy(s),
+        consent_prompt=s.text("consent_prompt", LineConfig.consent_prompt),
         greeting=greeting,
         greeting_text=s.text("greeting_text", ""),
         system_prompt=s.text("system_prompt", ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from appliance.config import Config
 from appliance.models.manifest import ModelError
@@ -14,6 +15,9 @@ from appliance.telephony.service import TelephonyService
 from appliance.telephony.sip import PjRuntime, SipAgent
 from appliance.telephony.sip.agent import CallHandler
 
+if TYPE_CHECKING:  # the voice stack (Whisper, llama.cpp, Piper) loads only when used
+    from appliance.voice.agent import Recorder
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +26,7 @@ def registrar_host(cfg: Config) -> str:
     return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104 - a bind-all address, mapped to loopback
 
 
-def line_handler(cfg: Config) -> CallHandler:
+def line_handler(cfg: Config, recorder: Recorder | None = None) -> CallHandler:
     """The voice agent when its models load; otherwise the recorded greeting, said loudly.
 
     A missing or corrupt model must not take the lines down: callers still get answered (with
@@ -34,7 +38,7 @@ def line_handler(cfg: Config) -> CallHandler:
         from appliance.voice.agent import VoiceAgent
         from appliance.voice.engines import VoiceEngines
 
-        return VoiceAgent(cfg, VoiceEngines.load(cfg))
+        return VoiceAgent(cfg, VoiceEngines.load(cfg), recorder=recorder)
     except (ModelError, ImportError) as exc:
         log.error("voice agent unavailable, AI lines play their recorded greeting: %s", exc)  # noqa: TRY400 - the reason is the message
         return GreetAndRecord(cfg)
@@ -53,7 +57,7 @@ class Appliance:
         self.db = db
         self.telephony = TelephonyService(cfg, db)
         self.agent = SipAgent(
-            handler=handler or line_handler(cfg),
+            handler=handler or line_handler(cfg, recorder=self.telephony),
             username=cfg.agent.username,
             password=cfg.agent_password(),
             registrar_host=registrar_host(cfg),

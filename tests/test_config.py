@@ -77,6 +77,11 @@ def test_line_and_phone_share_number(tmp_path: Path) -> None:
         ),
         ({"ip_peers": [{"name": "p", "match": "not-an-ip"}]}, "ip_peers[0].match"),
         ({"asterisk": {"rtp_start": 20000, "rtp_end": 10000}}, "asterisk.rtp_end"),
+        (
+            {"lines": [{"name": "a", "extension": "100", "recording": "maybe"}]},
+            "lines[0].recording",
+        ),
+        ({"models": {"profile": "tpu"}}, "models.profile"),
     ],
 )
 def test_bad_values_name_their_field(tmp_path: Path, patch: dict, field: str) -> None:

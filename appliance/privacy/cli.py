@@ -185,3 +185,7 @@ def add_parser(sub: Any, console: Console) -> None:
     look.add_argument("--json", action="store_true")
     look.add_argument("--purpose", default="data subject request")
     look.set_defaults(fn=_run(lookup, console))
+
+    from appliance.privacy.rights.cli import add_parsers as add_rights_parsers
+
+    add_rights_parsers(psub, lambda fn: _run(fn, console))

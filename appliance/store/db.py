@@ -7,10 +7,11 @@ appliance has acknowledged survives a killed process.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -127,6 +128,50 @@ class DncEntry:
     reason: str
     added_at: float
     added_by: str
+
+
+# ---- privacy part 2 (issue 5)
+# aiosqlite logs every statement with its parameters at DEBUG: personal data (numbers, names)
+# in the application log, beyond the reach of erasure. Never below INFO.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+_RR_COLUMNS = frozenset(
+    {
+        "kind", "status", "subject_kind", "blind_index", "identifier_enc", "params_enc",
+        "channel", "received_at", "due_at", "extended", "extension_reason", "verified_at",
+        "verified_by", "verification", "code_hash", "code_expires_at", "code_attempts",
+        "checkpoint", "refused_reason", "response", "export_path", "closed_at", "updated_at",
+    }
+)  # fmt: skip
+# Tables a subject's data reaches, by the column that ties a row to a call or recording.
+_SUBJECT_DATA = frozenset(
+    {("calls", "id"), ("cdrs", "call_id"), ("recordings", "call_id"), ("recordings", "id"),
+     ("consents", "call_id")}
+)  # fmt: skip
+_ANONYMISABLE = frozenset(
+    {("calls", "calling_number"), ("calls", "caller_name"), ("calls", "dialed_number"),
+     ("cdrs", "calling_number"), ("cdrs", "caller_name"), ("cdrs", "dialed_number"),
+     ("cdrs", "channel"), ("cdrs", "dest_channel")}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    """What erasing one subject changes (made by appliance.privacy.rights.erasure)."""
+
+    subject_id: int
+    blind_index: bytes
+    request_id: int | None
+    at: float
+    delete_calls: Sequence[str] = ()
+    delete_recordings: Sequence[int] = ()
+    anonymise: Sequence[tuple[str, Any, str, str]] = ()
+    """(table, id, column, new value) for rows a legal hold keeps."""
+    keep_calls: Sequence[str] = ()
+    keep_recordings: Sequence[int] = ()
+    drop_subject: bool = True
+    """False when held recordings still need the subject's data key."""
+    request_changes: Mapping[str, Any] = field(default_factory=dict)
+    """The request's checkpoint, committed with the erasure so a resumed run never repeats it."""
 
 
 _INSERT_LINK = (
@@ -389,6 +434,34 @@ class Database:
         async with self.db.execute(sql, args) as cur:
             return [dict(r) for r in await cur.fetchall()]
 
+    # ==== voice (issue 4): consent records ================================================
+
+    async def add_consent(
+        self,
+        *,
+        call_id: str,
+        line: str,
+        decision: str,
+        method: str,
+        prompt: str,
+        asked_at: float,
+        decided_at: float,
+    ) -> int:
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "INSERT INTO consents (call_id, line, decision, method, prompt, asked_at,"
+                " decided_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (call_id, line, decision, method, prompt, asked_at, decided_at),
+            )
+            await self.db.commit()
+        return int(cur.lastrowid or 0)
+
+    async def consents(self, call_id: str) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT * FROM consents WHERE call_id = ? ORDER BY id", (call_id,)
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
     # ==== privacy (issue 5): key ring, subjects, links, audit chain, do-not-call ==========
     # Crypto stays in appliance.privacy; these methods store and fetch what it produces.
 
@@ -615,6 +688,336 @@ class Database:
             return cur.rowcount == 1
 
         return bool(await self._tx(body))
+
+    # ==== privacy part 2 (issue 5): rights requests, restrictions, legal holds, erasure =====
+    # Every write here takes its audit row (`audit`) into the same transaction.
+
+    async def rr_insert(self, row: Mapping[str, Any], audit: tuple[AuditEntry, AuditSeal]) -> int:
+        cols = [c for c in row if c in _RR_COLUMNS]
+
+        async def body() -> int:
+            cur = await self.db.execute(
+                f"INSERT INTO rights_requests ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)})",
+                [row[c] for c in cols],
+            )
+            rid = int(cur.lastrowid or 0)
+            await self._audit_append(replace(audit[0], object=f"request:{rid}"), audit[1])
+            return rid
+
+        return int(await self._tx(body))
+
+    async def rr_get(self, request_id: int) -> dict[str, Any] | None:
+        async with self.db.execute(
+            "SELECT * FROM rights_requests WHERE id = ?", (request_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def rr_list(
+        self, *, open_only: bool = False, due_before: float | None = None
+    ) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM rights_requests WHERE 1", []
+        if open_only:
+            sql += " AND closed_at IS NULL"
+        if due_before is not None:
+            sql += " AND due_at < ?"
+            args.append(due_before)
+        async with self.db.execute(sql + " ORDER BY due_at, id", args) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def rr_for_subject(self, blind_index: bytes) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT * FROM rights_requests WHERE blind_index = ? ORDER BY id", (blind_index,)
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def rr_update(
+        self,
+        request_id: int,
+        changes: Mapping[str, Any],
+        *,
+        log: tuple[float, str, str, str] | None = None,
+        audit: tuple[AuditEntry, AuditSeal] | None = None,
+        expect_status: str | None = None,
+    ) -> None:
+        """Change a request, log the step (at, step, outcome, message) and audit, atomically.
+
+        `expect_status`: refuse (StoreError, nothing changed) if another process moved it on.
+        """
+        bad = set(changes) - _RR_COLUMNS
+        if bad:
+            raise StoreError(f"not rights_requests columns: {sorted(bad)}")
+
+        async def body() -> None:
+            if expect_status is not None:
+                async with self.db.execute(
+                    "SELECT status FROM rights_requests WHERE id = ?", (request_id,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is None or str(row[0]) != expect_status:
+                    raise StoreError(f"request {request_id} is no longer {expect_status}")
+            if changes:
+                await self._rr_set(request_id, changes)
+            if log is not None:
+                await self._rr_log(request_id, *log)
+            if audit is not None:
+                await self._audit_append(*audit)
+
+        await self._tx(body)
+
+    async def _rr_set(self, request_id: int, changes: Mapping[str, Any]) -> None:
+        bad = set(changes) - _RR_COLUMNS
+        if bad:
+            raise StoreError(f"not rights_requests columns: {sorted(bad)}")
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        await self.db.execute(
+            f"UPDATE rights_requests SET {sets} WHERE id = ?", (*changes.values(), request_id)
+        )
+
+    async def set_fields(
+        self, updates: Sequence[tuple[str, Any, str, str]], audit: tuple[AuditEntry, AuditSeal]
+    ) -> int:
+        """Rectify: (table, id, column, value) on contact fields, one transaction, audited."""
+
+        async def body() -> int:
+            n = 0
+            for table, key, column, value in updates:
+                if (table, column) not in _ANONYMISABLE:
+                    raise StoreError(f"cannot change {table}.{column}")
+                cur = await self.db.execute(
+                    f"UPDATE {table} SET {column} = ? WHERE id = ?", (value, key)
+                )
+                n += max(cur.rowcount, 0)
+            await self._audit_append(*audit)
+            return n
+
+        return int(await self._tx(body))
+
+    async def _rr_log(self, request_id: int, at: float, step: str, outcome: str, msg: str) -> None:
+        await self.db.execute(
+            "INSERT INTO rights_request_log (request_id, at, step, outcome, message)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (request_id, at, step, outcome, msg),
+        )
+
+    async def rr_log_add(
+        self, request_id: int, at: float, step: str, outcome: str, msg: str
+    ) -> None:
+        await self._tx(lambda: self._rr_log(request_id, at, step, outcome, msg))
+
+    async def rr_log(self, request_id: int) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT * FROM rights_request_log WHERE request_id = ? ORDER BY id", (request_id,)
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    # ---- restrictions (Art. 18)
+    async def restriction_get(self, blind_index: bytes) -> dict[str, Any] | None:
+        async with self.db.execute(
+            "SELECT * FROM restrictions WHERE blind_index = ?", (blind_index,)
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def restriction_add(
+        self,
+        blind_index: bytes,
+        request_id: int | None,
+        by: str,
+        at: float,
+        audit: tuple[AuditEntry, AuditSeal],
+    ) -> bool:
+        async def body() -> bool:
+            cur = await self.db.execute(
+                "INSERT OR IGNORE INTO restrictions (blind_index, request_id, added_at, added_by)"
+                " VALUES (?, ?, ?, ?)",
+                (blind_index, request_id, at, by),
+            )
+            await self._audit_append(*audit)
+            return cur.rowcount == 1
+
+        return bool(await self._tx(body))
+
+    # ---- legal holds
+    async def hold_add(
+        self,
+        *,
+        scope: str,
+        case_ref: str,
+        subject_id: int | None,
+        call_ids: Sequence[str],
+        reason: str,
+        owner: str,
+        created_at: float,
+        expires_at: float | None,
+        audit: tuple[AuditEntry, AuditSeal],
+    ) -> int:
+        async def body() -> int:
+            cur = await self.db.execute(
+                "INSERT INTO legal_holds (scope, case_ref, subject_id, reason, owner, created_at,"
+                " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (scope, case_ref, subject_id, reason, owner, created_at, expires_at),
+            )
+            hid = int(cur.lastrowid or 0)
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO legal_hold_calls (hold_id, call_id) VALUES (?, ?)",
+                [(hid, c) for c in call_ids],
+            )
+            await self._audit_append(replace(audit[0], object=f"hold:{hid}"), audit[1])
+            return hid
+
+        return int(await self._tx(body))
+
+    async def hold_release(
+        self, hold_id: int, at: float, audit: tuple[AuditEntry, AuditSeal]
+    ) -> bool:
+        async def body() -> bool:
+            cur = await self.db.execute(
+                "UPDATE legal_holds SET released_at = ? WHERE id = ? AND released_at IS NULL",
+                (at, hold_id),
+            )
+            if cur.rowcount == 1:
+                await self._audit_append(*audit)
+            return cur.rowcount == 1
+
+        return bool(await self._tx(body))
+
+    async def holds(self, active_at: float | None = None) -> list[dict[str, Any]]:
+        """All holds, or those in force at `active_at` (not released, not expired)."""
+        sql, args = "SELECT * FROM legal_holds", ()
+        if active_at is not None:
+            sql += " WHERE released_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+            args = (active_at,)  # type: ignore[assignment]
+        async with self.db.execute(sql + " ORDER BY id", args) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def held_calls(self, at: float) -> dict[str, int]:
+        """call id -> id of a hold in force on it (directly, by case, or by its subject)."""
+        async with self.db.execute(
+            "SELECT c.call_id, h.id FROM legal_holds h JOIN legal_hold_calls c ON c.hold_id = h.id"
+            " WHERE h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > ?)"
+            " UNION SELECT l.item_id, h.id FROM legal_holds h JOIN subject_links l"
+            " ON l.subject_id = h.subject_id AND l.item_type = 'call'"
+            " WHERE h.scope = 'subject' AND h.released_at IS NULL"
+            " AND (h.expires_at IS NULL OR h.expires_at > ?)",
+            (at, at),
+        ) as cur:
+            return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+    # ---- what a subject reached, for export and erasure
+    async def rows_where_in(
+        self, table: str, column: str, keys: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        if (table, column) not in _SUBJECT_DATA:
+            raise StoreError(f"not a subject data table: {table}.{column}")
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), 500):
+            part = list(keys[i : i + 500])
+            async with self.db.execute(
+                f"SELECT * FROM {table} WHERE {column} IN ({', '.join('?' for _ in part)})"
+                " ORDER BY rowid",
+                part,
+            ) as cur:
+                out.extend(dict(r) for r in await cur.fetchall())
+        return out
+
+    async def erase(self, plan: ErasurePlan, audit: tuple[AuditEntry, AuditSeal]) -> dict[str, int]:
+        """Apply an erasure in one transaction; counts of rows deleted / anonymised per table.
+
+        Deleted pages are zeroed (secure_delete) and the WAL is checkpointed afterwards, so the
+        erased bytes do not linger in free pages or in the write-ahead log.
+        """
+        counts: dict[str, int] = {}
+
+        async def run(sql: str, args: Sequence[Any], what: str) -> None:
+            cur = await self.db.execute(sql, args)
+            counts[what] = counts.get(what, 0) + max(cur.rowcount, 0)
+
+        async def body() -> dict[str, int]:
+            calls = list(plan.delete_calls)
+            for i in range(0, max(len(calls), 1), 500):
+                part = calls[i : i + 500]
+                if not part:
+                    break
+                marks = ", ".join("?" for _ in part)
+                await run(f"DELETE FROM cdrs WHERE call_id IN ({marks})", part, "cdrs")
+                await run(f"DELETE FROM consents WHERE call_id IN ({marks})", part, "consents")
+                await run(
+                    f"DELETE FROM subject_links WHERE item_type = 'call' AND item_id IN ({marks})",
+                    part,
+                    "links",
+                )
+                await run(f"DELETE FROM calls WHERE id IN ({marks})", part, "calls")
+            for rid in plan.delete_recordings:
+                await run(
+                    "DELETE FROM subject_links WHERE item_type = 'recording' AND item_id = ?",
+                    (str(rid),),
+                    "links",
+                )
+                await run("DELETE FROM recordings WHERE id = ?", (rid,), "recordings")
+            for table, key, column, value in plan.anonymise:
+                if (table, column) not in _ANONYMISABLE:
+                    raise StoreError(f"cannot anonymise {table}.{column}")
+                await run(
+                    f"UPDATE {table} SET {column} = ? WHERE id = ?", (value, key), "anonymised"
+                )
+            if plan.drop_subject:
+                await run("DELETE FROM subjects WHERE id = ?", (plan.subject_id,), "subjects")
+                await run(
+                    "DELETE FROM restrictions WHERE blind_index = ?",
+                    (plan.blind_index,),
+                    "restrictions",
+                )
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO erased_subjects (blind_index, erased_at, request_id)"
+                    " VALUES (?, ?, ?)",
+                    (plan.blind_index, plan.at, plan.request_id),
+                )
+                await self.db.execute(
+                    "UPDATE rights_requests SET identifier_enc = x'', params_enc = x''"
+                    " WHERE blind_index = ?",
+                    (plan.blind_index,),
+                )
+            else:
+                # Held: the subject (its key opens the held recordings) keeps only held links.
+                kept = [("call", c) for c in plan.keep_calls] + [
+                    ("recording", str(r)) for r in plan.keep_recordings
+                ]
+                async with self.db.execute(
+                    "SELECT item_type, item_id FROM subject_links WHERE subject_id = ?",
+                    (plan.subject_id,),
+                ) as cur:
+                    links = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+                for item in links:
+                    if item not in kept:
+                        await run(
+                            "DELETE FROM subject_links WHERE subject_id = ? AND item_type = ?"
+                            " AND item_id = ?",
+                            (plan.subject_id, *item),
+                            "links",
+                        )
+            if plan.request_id is not None and plan.request_changes:
+                await self._rr_set(plan.request_id, plan.request_changes)
+            await self._audit_append(*audit)
+            return counts
+
+        await self.db.execute("PRAGMA secure_delete = ON")
+        try:
+            result = dict(await self._tx(body))
+        finally:
+            await self.db.execute("PRAGMA secure_delete = OFF")
+        await self.checkpoint()
+        return result
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database file and truncate it (erased pages leave the WAL)."""
+        async with self._write_lock:
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def erased_subjects(self) -> list[dict[str, Any]]:
+        async with self.db.execute("SELECT * FROM erased_subjects ORDER BY erased_at") as cur:
+            return [dict(r) for r in await cur.fetchall()]
 
 
 def _split_sql(sql: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from appliance.config import Config, LineConfig
 from appliance.errors import CallvaultError
-from appliance.privacy import Actor, IdentifierError, Pii, Privacy
+from appliance.privacy import Actor, Identifier, IdentifierError, Pii, Privacy
 from appliance.store import CdrRow, Database
 from appliance.telephony import cdr as cdrs
 from appliance.telephony.ami import AmiClient, AmiError
@@ -373,6 +373,7 @@ class TelephonyService:
             raise TelephonyError(f"cannot call: {exc}") from None
         entry = await self.privacy.dnc.find(ident)
         if entry is None:
+            await self._check_restricted(ident, number, line, actor)
             return
         log.warning("refused to call %s for line %s: on the do-not-call list", Pii(number), line)
         await self.privacy.audit.record(
@@ -382,6 +383,19 @@ class TelephonyService:
             f"refused to call {Pii(number)}: the number is on the do-not-call list "
             f"(entry {entry['id']}, source {entry['source']!r}, added {_date(entry['added_at'])})"
         )
+
+    async def _check_restricted(
+        self, ident: Identifier, number: str, line: str, actor: Actor
+    ) -> None:
+        # Art. 18 restriction (issue 5): a restricted subject is frozen, so never dialled.
+        bi = await self.privacy.keyring.blind_index(ident)
+        if await self.privacy.db.restriction_get(bi) is None:
+            return
+        log.warning("refused to call %s for line %s: processing restricted", Pii(number), line)
+        await self.privacy.audit.record(
+            actor, "originate.refused", "restriction", "restriction of processing", f"line={line}"
+        )
+        raise DoNotCallError(f"refused to call {Pii(number)}: processing is restricted (Art. 18)")
 
     def channel_of(self, call_id: str, *, agent: bool) -> Channel:
         prefix = f"PJSIP/{self.cfg.agent.username}-"
@@ -411,6 +425,28 @@ class TelephonyService:
         # The AMI action takes options without r()/t() paths inside; pass them as variables.
         await self.ami.action(
             "MixMonitor", Channel=caller.name, File=file, Options=options, Command=""
+        )
+
+    async def record_consent(
+        self,
+        *,
+        call_id: str,
+        line: str,
+        decision: str,
+        method: str,
+        prompt: str,
+        asked_at: float,
+        decided_at: float,
+    ) -> None:
+        """Store a caller's answer to a line's recording-consent question."""
+        await self.db.add_consent(
+            call_id=call_id,
+            line=line,
+            decision=decision,
+            method=method,
+            prompt=prompt,
+            asked_at=asked_at,
+            decided_at=decided_at,
         )
 
     async def stop_recording(self, call_id: str) -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -54,10 +55,37 @@ class TurnTiming:
     """End of caller speech → the agent's first audio queued on the call."""
 
 
+class Recorder(Protocol):
+    """What the agent needs from telephony to honour a line's recording policy."""
+
+    async def start_recording(self, call_id: str, line: str) -> None: ...
+
+    async def record_consent(
+        self, *, call_id: str, line: str, decision: str, method: str, prompt: str,
+        asked_at: float, decided_at: float,
+    ) -> None: ...  # fmt: skip
+
+
+YES = ("yes", "yeah", "yep", "sure", "ok", "okay", "agree", "i agree", "fine", "go ahead")
+NO = ("no", "nope", "don't", "do not", "not agree", "disagree", "refuse")
+
+
+def consent_from_speech(text: str) -> str | None:
+    """ "given", "refused" or None (unclear) from what the caller said."""
+    words = " ".join("".join(c for c in text.lower() if c.isalpha() or c in " '").split())
+    if any(words == n or words.startswith(n + " ") or f" {n} " in f" {words} " for n in NO):
+        return "refused"
+    if any(words == y or words.startswith(y + " ") or f" {y} " in f" {words} " for y in YES):
+        return "given"
+    return None
+
+
 @dataclass
 class Conversation:
     call_id: str
     line: str
+    consent: str = ""
+    """"given" / "refused" / "no-answer" on after-consent lines."""
     turns: list[Turn] = field(default_factory=list)
     timings: list[TurnTiming] = field(default_factory=list)
     dtmf: str = ""
@@ -71,11 +99,15 @@ class VoiceAgent:
         *,
         on_done: Callable[[Conversation], None] | None = None,
         max_turns: int = 50,
+        recorder: Recorder | None = None,
+        consent_timeout_s: float = 15.0,
     ) -> None:
         self.cfg = cfg
         self.engines = engines
         self.on_done = on_done
         self.max_turns = max_turns
+        self.recorder = recorder
+        self.consent_timeout_s = consent_timeout_s
 
     async def __call__(self, call: SipCall) -> None:
         headers = {k.lower(): v for k, v in call.sip_headers.items()}
@@ -109,6 +141,7 @@ class _Session:
         self.speculative: tuple[int, asyncio.Task[Transcription]] | None = None
         self.responding: asyncio.Task[None] | None = None
         self.speaking_text = ""
+        self.consent: asyncio.Future[tuple[str, str]] | None = None
 
     def _prompt(self) -> str:
         if self.line is not None and self.line.system_prompt:
@@ -122,26 +155,70 @@ class _Session:
         return time.monotonic() - self.t0
 
     async def run(self) -> None:
-        greeting = self.line.greeting_text if self.line is not None else ""
-        if greeting:
-            self.responding = asyncio.create_task(self._speak_text(greeting))
         dtmf = asyncio.create_task(self._collect_dtmf())
+        listening = asyncio.create_task(self._listen())
         try:
-            async for frame in self.call.frames():
-                await self._on_frame(frame)
-                if len(self.convo.timings) >= self.agent.max_turns:
-                    break
+            asks = self.line is not None and self.line.recording == "after-consent"
+            if asks and not await self._ask_consent():
+                await self._speak_text("No problem. This call will not be recorded. Goodbye.")
+                return
+            greeting = self.line.greeting_text if self.line is not None else ""
+            if greeting:
+                self.responding = asyncio.create_task(self._speak_text(greeting))
+            await listening
         finally:
-            dtmf.cancel()
-            for task in (self.responding, self.speculative[1] if self.speculative else None):
+            for task in (
+                dtmf,
+                listening,
+                self.responding,
+                self.speculative[1] if self.speculative else None,
+            ):
                 if task is not None:
                     task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dtmf
+            await asyncio.gather(dtmf, listening, return_exceptions=True)
+
+    async def _listen(self) -> None:
+        async for frame in self.call.frames():
+            await self._on_frame(frame)
+            if len(self.convo.timings) >= self.agent.max_turns:
+                break
 
     async def _collect_dtmf(self) -> None:
         async for digit in self.call.dtmf():
             self.convo.dtmf += digit
+            if self.consent is not None and not self.consent.done() and digit in "12":
+                self.consent.set_result(("given" if digit == "1" else "refused", "dtmf"))
+
+    async def _ask_consent(self) -> bool:
+        """Nothing is recorded until the caller agrees; their answer is stored either way."""
+        assert self.line is not None
+        loop = asyncio.get_running_loop()
+        self.consent = loop.create_future()
+        asked = time.time()
+        await self._speak_text(self.line.consent_prompt)
+        try:
+            decision, method = await asyncio.wait_for(
+                asyncio.shield(self.consent), self.agent.consent_timeout_s
+            )
+        except TimeoutError:
+            decision, method = "no-answer", "timeout"
+        self.consent = None
+        self.convo.consent = decision
+        recorder = self.agent.recorder
+        if recorder is not None:
+            await recorder.record_consent(
+                call_id=self.convo.call_id,
+                line=self.line.name,
+                decision=decision,
+                method=method,
+                prompt=self.line.consent_prompt,
+                asked_at=asked,
+                decided_at=time.time(),
+            )
+            if decision == "given":
+                await recorder.start_recording(self.convo.call_id, self.line.name)
+        log.info("call %s: recording consent %s (%s)", self.convo.call_id, decision, method)
+        return decision == "given"
 
     async def _on_frame(self, frame: bytes) -> None:
         samples = self.up(frame)
@@ -209,6 +286,11 @@ class _Session:
         if not text:
             return
         self.convo.turns.append(Turn("caller", text, self.now()))
+        if self.consent is not None and not self.consent.done():
+            decision = consent_from_speech(text)
+            if decision is not None:
+                self.consent.set_result((decision, "speech"))
+            return
         self.history.append({"role": "user", "content": text})
         self.responding = asyncio.create_task(self._respond(t_end, silence_ms, stt_ms))
 

@@ -148,3 +148,88 @@ async def test_missing_models_fall_back_to_the_recorded_greeting(
     with pytest.raises(ModelError, match="callvault models install"):
         VoiceEngines.load(broken)
     assert isinstance(line_handler(broken), GreetAndRecord)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def consent_app(
+    cfg: Config, engines: VoiceEngines, app: Appliance
+) -> AsyncIterator[tuple[Appliance, list[Conversation]]]:
+    done: list[Conversation] = []
+    previous = app.agent.handler
+    app.agent.handler = VoiceAgent(
+        cfg, engines, on_done=done.append, recorder=app.telephony, consent_timeout_s=20
+    )
+    try:
+        yield app, done
+    finally:
+        app.agent.handler = previous
+
+
+async def _finished(done: list[Conversation]) -> Conversation:
+    for _ in range(200):
+        if done:
+            return done[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the agent did not finish the call")
+
+
+async def _until_quiet(call: SipCall, seconds: float = 1.0, timeout: float = 20.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        tail = np.frombuffer(call.received_pcm()[-int(seconds * 16000) :], "<i2")
+        if len(tail) >= int(seconds * 8000) and int(np.abs(tail).max(initial=0)) < 500:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def test_consent_given_by_keypad_starts_recording(
+    consent_app: tuple[Appliance, list[Conversation]], phone201: SipPhone
+) -> None:
+    app, done = consent_app
+    call = await phone201.dial("104")
+    await call.wait_confirmed(timeout=10)
+    await wait_answer(call, 0)
+    await _until_quiet(call)  # the whole consent question has been asked
+    t_consent = time.time()
+    await call.dial_dtmf("1")
+    await asyncio.sleep(4.0)
+    await call.hangup()
+    await call.wait_ended(timeout=5)
+    convo = await _finished(done)
+    assert convo.consent == "given"
+    consents = await app.db.consents(convo.call_id)
+    assert [(c["decision"], c["method"]) for c in consents] == [("given", "dtmf")]
+    assert consents[0]["prompt"].startswith("This call is handled by an AI assistant")
+    assert consents[0]["decided_at"] >= t_consent - 1
+    await app.telephony.wait_cdr(convo.call_id)
+    for _ in range(100):
+        recs = await app.db.recordings(convo.call_id)
+        if len(recs) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(r["leg"] for r in recs) == ["caller", "mixed"]
+    call_row = await app.db.call(convo.call_id)
+    assert call_row is not None and call_row.ended_at is not None
+    for rec in recs:
+        # Recording began at consent, not at answer: shorter than the call by the question.
+        assert rec["duration_s"] < (call_row.ended_at - call_row.started_at) - 3.0, rec
+
+
+async def test_consent_refused_by_voice_records_nothing(
+    consent_app: tuple[Appliance, list[Conversation]], engines: VoiceEngines, phone201: SipPhone
+) -> None:
+    app, done = consent_app
+    call = await phone201.dial("104")
+    await call.wait_confirmed(timeout=10)
+    await wait_answer(call, 0)
+    await _until_quiet(call)
+    call.play(b"".join(engines.tts.speak("No, I do not agree.")))
+    await call.wait_ended(timeout=30)  # the agent says goodbye and hangs up
+    convo = await _finished(done)
+    assert convo.consent == "refused"
+    consents = await app.db.consents(convo.call_id)
+    assert [(c["decision"], c["method"]) for c in consents] == [("refused", "speech")]
+    await app.telephony.wait_cdr(convo.call_id)
+    await asyncio.sleep(1.0)
+    assert await app.db.recordings(convo.call_id) == []
+    assert app.telephony.recordings.spool_files(convo.call_id) == []

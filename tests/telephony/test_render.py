@@ -15,6 +15,7 @@ def cfg(tmp_path: Path) -> config.Config:
         "lines": [
             {"name": "reception", "extension": "100", "record_legs": ["caller", "callee", "mixed"]},
             {"name": "quiet", "extension": "101", "record_legs": []},
+            {"name": "asks", "extension": "102", "recording": "after-consent"},
             {"name": "echo", "extension": "900", "kind": "echo", "record_legs": ["caller"]},
         ],
         "extensions": [{"number": "201", "name": "Front desk"}],
@@ -45,7 +46,7 @@ def test_renders_every_file(cfg: config.Config) -> None:
 def test_lines_record_the_legs_they_ask_for(cfg: config.Config) -> None:
     dialplan = render.render(cfg)["extensions.conf"]
     rec = [ln for ln in dialplan.splitlines() if "MixMonitor(" in ln]
-    assert len(rec) == 2  # the quiet line records nothing
+    assert len(rec) == 2  # the quiet line records nothing, the consent line not from the start
     assert "reception-mixed.wav,r(" in rec[0] and "reception-callee.wav)" in rec[0]
     # caller-only: no mixed main file, just r()
     assert (

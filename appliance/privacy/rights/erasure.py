@@ -1,0 +1,150 @@
+"""Erasure (Art. 17): everything the subject's data reached goes — rows, encrypted files (their
+keys shredded first), exports made for the subject, consent records — except what a legal hold
+keeps: those rows are anonymised (the subject's number and name replaced) and their audio and
+the subject's data key stay until the hold ends. The response says which hold kept what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from appliance.privacy.rights.context import Context
+from appliance.store import ErasurePlan
+
+ERASED = "[erased]"
+_NUMBER_FIELDS = ("calling_number", "dialed_number")
+_CHANNEL_FIELDS = ("channel", "dest_channel")
+
+
+def _names_subject(ctx: Context, raw: str) -> bool:
+    ident = ctx.rights.privacy.subjects.from_caller_id(raw)
+    return ident is not None and ident.canonical == ctx.ident.canonical
+
+
+def _anonymise_row(
+    ctx: Context, table: str, row: dict[str, Any]
+) -> list[tuple[str, Any, str, str]]:
+    out: list[tuple[str, Any, str, str]] = []
+    raws = [str(row[f]) for f in _NUMBER_FIELDS if _names_subject(ctx, str(row[f]))]
+    for f in _NUMBER_FIELDS:
+        if _names_subject(ctx, str(row[f])):
+            out.append((table, row["id"], f, ERASED))
+    if _names_subject(ctx, str(row["calling_number"])) and row["caller_name"]:
+        out.append((table, row["id"], "caller_name", ERASED))
+    if table == "cdrs":
+        for f in _CHANNEL_FIELDS:
+            value = str(row[f])
+            for raw in raws:
+                value = value.replace(raw, ERASED) if raw else value
+            if value != row[f]:
+                out.append((table, row["id"], f, value))
+    return out
+
+
+async def plan(ctx: Context) -> None:
+    """Decide what goes and what a hold keeps; stored in the state (ids only)."""
+    db = ctx.rights.db
+    items = ctx.state["items"]
+    calls = sorted({i["item_id"] for i in items if i["item_type"] == "call"})
+    recs = {int(i["item_id"]) for i in items if i["item_type"] == "recording"}
+    recs |= {int(r["id"]) for r in await db.rows_where_in("recordings", "call_id", calls)}
+    rec_rows = await db.rows_where_in("recordings", "id", [str(r) for r in sorted(recs)])
+    held = await ctx.rights.holds.held_calls()
+    keep_calls = [c for c in calls if c in held]
+    keep_recs = [int(r["id"]) for r in rec_rows if r["call_id"] in held]
+    anonymise = []
+    for table, col in (("calls", "id"), ("cdrs", "call_id")):
+        for row in await db.rows_where_in(table, col, keep_calls):
+            anonymise.extend(_anonymise_row(ctx, table, row))
+    exports = [
+        str(r["export_path"])
+        for r in await db.rr_for_subject(bytes.fromhex(ctx.state["blind_index"]))
+        if r["export_path"]
+    ]
+    ctx.state["plan"] = {
+        "delete_calls": [c for c in calls if c not in held],
+        "delete_recordings": [int(r["id"]) for r in rec_rows if r["call_id"] not in held],
+        "keep_calls": keep_calls,
+        "keep_recordings": keep_recs,
+        "anonymise": anonymise,
+        "files": [str(r["path"]) for r in rec_rows if r["call_id"] not in held] + exports,
+        "holds": sorted({held[c].describe() for c in keep_calls}),
+    }
+    ctx.state["_log"] = (
+        f"calls={len(calls)} recordings={len(rec_rows)} held_calls={len(keep_calls)}"
+    )
+
+
+async def apply(ctx: Context) -> None:
+    """One transaction: rows deleted or anonymised, the data key shredded, checkpoint moved."""
+    p = ctx.state["plan"]
+    rights = ctx.rights
+    counts_note = {"calls": len(p["delete_calls"]), "recordings": len(p["delete_recordings"])}
+    ctx.state["applied"] = True
+    erasure = ErasurePlan(
+        subject_id=int(ctx.state["subject_id"]),
+        blind_index=bytes.fromhex(ctx.state["blind_index"]),
+        request_id=ctx.request_id,
+        at=rights.clock(),
+        delete_calls=p["delete_calls"],
+        delete_recordings=p["delete_recordings"],
+        anonymise=[tuple(a) for a in p["anonymise"]],
+        keep_calls=p["keep_calls"],
+        keep_recordings=p["keep_recordings"],
+        drop_subject=not p["keep_recordings"] and not p["keep_calls"],
+        request_changes={
+            "checkpoint": ctx.step_index + 1,
+            "response": json.dumps(ctx.state),
+            "updated_at": rights.clock(),
+        },
+    )
+    entry = await rights.privacy.audit.entry(
+        ctx.actor,
+        "subject.erase",
+        f"subject:{erasure.subject_id}",
+        f"erasure request {ctx.request_id}",
+        json.dumps({**counts_note, "held_calls": len(p["keep_calls"])}),
+    )
+    ctx.state["counts"] = await rights.db.erase(erasure, entry)
+    ctx.state["_committed"] = True
+
+
+async def delete_files(ctx: Context) -> None:
+    """After the keys are gone: remove the ciphertext and the subject's exports (idempotent)."""
+    removed = 0
+    for name in ctx.state["plan"]["files"]:
+        path = Path(name)
+        if await asyncio.to_thread(path.exists):
+            await asyncio.to_thread(path.unlink)
+            removed += 1
+    ctx.state["files_removed"] = removed
+    ctx.state["_log"] = f"files={removed}"
+
+
+def response(ctx: Context) -> dict[str, Any]:
+    p = ctx.state["plan"]
+    kept = bool(p["keep_calls"])
+    out: dict[str, Any] = {
+        "outcome": "erased_with_exceptions" if kept else "erased",
+        "deleted": {
+            "calls": len(p["delete_calls"]),
+            "recordings": len(p["delete_recordings"]),
+            "files": len(p["files"]),
+            "rows": ctx.state.get("counts", {}),
+        },
+    }
+    if kept:
+        out["kept_under_legal_hold"] = {
+            "calls": len(p["keep_calls"]),
+            "recordings": len(p["keep_recordings"]),
+            "holds": p["holds"],
+            "why": (
+                "A legal hold requires these records to be kept. Your number and name were "
+                "removed from them (anonymised); the call records and audio stay, encrypted and "
+                "restricted to the legal claim, and are erased when the hold ends."
+            ),
+        }
+    return out

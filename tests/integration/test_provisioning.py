@@ -1,0 +1,80 @@
+"""The playbook against a fresh Debian sid rootfs (debootstrap, chroot connection): it converges,
+a second run changes nothing, ansible-lint passes, and the installed units verify and stay under
+the exposure limit inside the provisioned box."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.provisioning import SERVICES, exposure, playbook, run_testbed
+
+REPO = Path(__file__).resolve().parents[2]
+ROOTFS = Path("/var/cache/callvault/provision-rootfs")
+
+
+@pytest.fixture(scope="module")
+def provisioned() -> Iterator[tuple[Path, str, int]]:
+    if os.geteuid() != 0:
+        pytest.fail("provisioning tests need root (debootstrap, chroot)")
+    if shutil.which("debootstrap") is None:
+        pytest.fail("debootstrap is missing: apt-get install debootstrap (make install does)")
+    run_testbed("fresh", ROOTFS)
+    try:
+        _, first_changed, first = playbook(ROOTFS)
+        _, second_changed, second = playbook(ROOTFS)
+        assert first_changed > 0, first[-3000:]
+        yield ROOTFS, second, second_changed
+    finally:
+        run_testbed("destroy", ROOTFS)
+
+
+def test_second_run_changes_nothing(provisioned: tuple[Path, str, int]) -> None:
+    _, output, changed = provisioned
+    assert changed == 0, output[-6000:]
+
+
+def test_asterisk_from_the_distribution_with_ami_on_loopback(
+    provisioned: tuple[Path, str, int],
+) -> None:
+    root, _, _ = provisioned
+    version = subprocess.run(["chroot", str(root), "/usr/sbin/asterisk", "-V"],
+                             capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    assert version.stdout.startswith("Asterisk ")
+    assert "bindaddr = 127.0.0.1" in (root / "etc/asterisk/manager.conf").read_text()
+
+
+def test_secrets_are_generated_on_the_box(provisioned: tuple[Path, str, int]) -> None:
+    root, output, _ = provisioned
+    secrets = root / "var/lib/callvault/secrets"
+    for name in ("master.key", "admin_initial_password", "ami_secret", "agent_password"):
+        st = (secrets / name).stat()
+        assert oct(st.st_mode & 0o777) == "0o600", name
+        assert st.st_size >= 16, name
+        value = (secrets / name).read_bytes().strip()
+        assert value not in output.encode(), f"{name} leaked into the playbook output"
+    defaults = "".join(p.read_text() for p in (REPO / "ansible").rglob("*.yml"))
+    assert "password:" not in defaults.replace('password: "!"', "")
+
+
+def test_installed_units_under_the_limit(provisioned: tuple[Path, str, int]) -> None:
+    root, _, _ = provisioned
+    for unit in (*SERVICES, "asterisk.service"):
+        assert exposure(root, unit) <= 2.0, unit
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "callvault.service").is_symlink()
+    assert (root / "etc/systemd/system/timers.target.wants/callvault-backup.timer").is_symlink()
+
+
+def test_ansible_lint_passes() -> None:
+    lint = REPO / ".venv/bin/ansible-lint"
+    if not lint.exists():
+        pytest.fail("ansible-lint missing in .venv: make install")
+    out = subprocess.run([str(lint), "--nocolor"], cwd=REPO / "ansible", capture_output=True,
+                         text=True, timeout=300, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
