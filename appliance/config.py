@@ -121,6 +121,8 @@ class LineConfig:
     """What the voice agent says on answer (spoken by the line's voice)."""
     system_prompt: str = ""
     """The LLM's instructions for this line (empty: a cautious receptionist default)."""
+    transfer_to: str = ""
+    """Extension that takes the call when the caller asks for a person (empty: no transfer)."""
     announcement: str = "hello-world"
     """Asterisk sound played by `announcement` lines."""
     max_duration_s: int = 3600
@@ -346,6 +348,7 @@ def _line(s: _Section) -> LineConfig:
         greeting=greeting,
         greeting_text=s.text("greeting_text", ""),
         system_prompt=s.text("system_prompt", ""),
+        transfer_to=s.text("transfer_to", ""),
         announcement=s.match(
             "announcement",
             LineConfig.announcement,
@@ -534,6 +537,12 @@ def _check_numbering(cfg: Config) -> None:
                 f"extensions[{i}].number", f"duplicate extension {ext.number!r} (also {seen[tag]})"
             )
         seen[tag] = f"extensions[{i}]"
+    numbers = {e.number for e in cfg.extensions}
+    for i, line in enumerate(cfg.lines):
+        if line.transfer_to and line.transfer_to not in numbers:
+            raise ConfigError(
+                f"lines[{i}].transfer_to", f"{line.transfer_to!r} is not a configured extension"
+            )
     names = {e.number for e in cfg.extensions} | {p.name for p in cfg.ip_peers}
     if cfg.agent.username in names:
         raise ConfigError("agent.username", "collides with an extension or peer name")

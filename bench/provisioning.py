@@ -12,6 +12,7 @@ Keys:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -90,7 +91,7 @@ def run() -> dict[str, float]:
         worst = max(exposures(root).values())
     finally:
         shutil.rmtree(root)
-    rootfs = CACHE / "provision-bench-rootfs"
+    rootfs = CACHE / f"provision-bench-{os.getpid()}"
     run_testbed("fresh", rootfs)
     try:
         first, _, _ = playbook(rootfs)

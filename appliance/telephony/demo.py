@@ -13,19 +13,24 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from appliance.config import Config, LineConfig
 from appliance.errors import CallvaultError
+from appliance.models.manifest import ModelError
 from appliance.server import Appliance, registrar_host
 from appliance.store import Database
 from appliance.telephony import render
 from appliance.telephony.audio import rms_dbfs, tone, voiced_seconds
 from appliance.telephony.greeter import GreetAndRecord, Heard
 from appliance.telephony.sip import PjRuntime, SipPhone
+
+if TYPE_CHECKING:
+    from appliance.voice.agent import Conversation
+    from appliance.voice.engines import VoiceEngines
 
 CDR_FIELDS = (
     ("calling number", "calling_number"),
@@ -73,49 +78,77 @@ def _start_asterisk(cfg: Config) -> float:
 class DemoCall:
     received: bytes = b""
     heard: list[Heard] = field(default_factory=list)
+    conversations: list[Conversation] = field(default_factory=list)
     cdrs: list[dict[str, object]] = field(default_factory=list)
     recordings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _load_voice(cfg: Config, console: Console) -> VoiceEngines | None:
+    try:
+        from appliance.voice.engines import VoiceEngines
+
+        return VoiceEngines.load(cfg)
+    except (ModelError, ImportError) as exc:
+        console.print(f"[yellow]voice models unavailable ({exc}); the line plays its greeting")
+        return None
 
 
 async def _place_call(cfg: Config, console: Console, line: LineConfig) -> DemoCall:
     ext = cfg.extensions[0]
     out = DemoCall()
-    handler = GreetAndRecord(cfg, on_heard=out.heard.append)
+    engines = _load_voice(cfg, console)
     async with (
         PjRuntime(bind_host=cfg.agent.bind, bind_port=0) as runtime,
         Database(cfg.database) as db,
-        Appliance(cfg, db, runtime=runtime, handler=handler) as app,
     ):
-        console.print(f"agent registered as PJSIP/{cfg.agent.username}")
-        async with SipPhone(
-            username=ext.number,
-            password=cfg.extension_password(ext),
-            registrar_host=registrar_host(cfg),
-            registrar_port=cfg.asterisk.sip_port,
-            display_name=ext.name,
-            runtime=runtime,
-        ) as phone:
-            console.print(f"desk phone {ext.number} registered; calling {line.extension}")
-            call = await phone.dial(line.extension)
-            await call.wait_confirmed(timeout=10)
-            call.play(_caller_speech())
-            await asyncio.sleep(4.0)
-            out.received = call.received_pcm()
-            await call.hangup()
-            await call.wait_ended(timeout=5)
-        for _ in range(50):  # the agent's handler finishes just after the hangup
-            if out.heard:
-                break
-            await asyncio.sleep(0.1)
-        if not out.heard:
-            return out
-        call_id = out.heard[0].call_id
-        out.cdrs = await app.telephony.wait_cdr(call_id, timeout_s=10)
-        for _ in range(100):
-            out.recordings = await db.recordings(call_id)
-            if len(out.recordings) >= len(line.record_legs):
-                break
-            await asyncio.sleep(0.1)
+        app = Appliance(
+            cfg, db, runtime=runtime, handler=GreetAndRecord(cfg, on_heard=out.heard.append)
+        )
+        if engines is not None:
+            from appliance.voice.agent import VoiceAgent
+
+            app.agent.handler = VoiceAgent(
+                cfg, engines, on_done=out.conversations.append, recorder=app.telephony
+            )
+        async with app:
+            console.print(f"agent registered as PJSIP/{cfg.agent.username}")
+            async with SipPhone(
+                username=ext.number,
+                password=cfg.extension_password(ext),
+                registrar_host=registrar_host(cfg),
+                registrar_port=cfg.asterisk.sip_port,
+                display_name=ext.name,
+                runtime=runtime,
+            ) as phone:
+                console.print(f"desk phone {ext.number} registered; calling {line.extension}")
+                call = await phone.dial(line.extension)
+                await call.wait_confirmed(timeout=10)
+                if engines is None:
+                    call.play(_caller_speech())
+                    await asyncio.sleep(4.0)
+                else:
+                    await asyncio.sleep(4.5)  # the agent's greeting
+                    said = "Hi, I would like to book an appointment for next Tuesday morning."
+                    console.print(f"caller says: {said}")
+                    call.play(b"".join(engines.tts.speak(said)))
+                    await call.wait_played()
+                    await asyncio.sleep(8.0)
+                out.received = call.received_pcm()
+                await call.hangup()
+                await call.wait_ended(timeout=5)
+            for _ in range(50):  # the agent's handler finishes just after the hangup
+                if out.heard or out.conversations:
+                    break
+                await asyncio.sleep(0.1)
+            ids = [h.call_id for h in out.heard] + [c.call_id for c in out.conversations]
+            if not ids:
+                return out
+            out.cdrs = await app.telephony.wait_cdr(ids[0], timeout_s=10)
+            for _ in range(100):
+                out.recordings = await db.recordings(ids[0])
+                if len(out.recordings) >= len(line.record_legs):
+                    break
+                await asyncio.sleep(0.1)
     return out
 
 
@@ -146,7 +179,18 @@ def _report(console: Console, result: DemoCall) -> None:
         console.print(
             f"agent heard the caller: {voiced_seconds(pcm):.1f}s at {rms_dbfs(pcm):.0f} dBFS"
         )
-    call_id = result.heard[0].call_id if result.heard else "?"
+    for convo in result.conversations:
+        for turn in convo.turns:
+            cut = " [interrupted]" if turn.interrupted else ""
+            console.print(f"  {turn.at_s:5.1f}s {turn.role:>6}: {turn.text}{cut}")
+        for t in convo.timings:
+            console.print(
+                f"  answer after {t.answer_ms:.0f} ms (endpoint {t.endpoint_wait_ms:.0f}, "
+                f"STT {t.stt_ms:.0f}, LLM first sentence {t.llm_first_ms:.0f}, "
+                f"TTS first audio {t.tts_first_ms:.0f})"
+            )
+    ids = [h.call_id for h in result.heard] + [c.call_id for c in result.conversations]
+    call_id = ids[0] if ids else "?"
     rows = result.cdrs
     for r in rows:
         table = Table(title=f"CDR {r['uniqueid']} (call {call_id})", show_header=False)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from appliance.config import Config, LineConfig
+from appliance.errors import CallvaultError
 from appliance.telephony.greeter import CALL_HEADER, LINE_HEADER
 from appliance.telephony.sip import SipCall
 from appliance.voice.audio import Upsampler
@@ -60,6 +61,8 @@ class Recorder(Protocol):
 
     async def start_recording(self, call_id: str, line: str) -> None: ...
 
+    async def transfer(self, call_id: str, extension: str) -> None: ...
+
     async def record_consent(
         self, *, call_id: str, line: str, decision: str, method: str, prompt: str,
         asked_at: float, decided_at: float,
@@ -68,6 +71,16 @@ class Recorder(Protocol):
 
 YES = ("yes", "yeah", "yep", "sure", "ok", "okay", "agree", "i agree", "fine", "go ahead")
 NO = ("no", "nope", "don't", "do not", "not agree", "disagree", "refuse")
+
+
+_HUMAN = ("human", "person", "real person", "someone", "somebody", "operator", "receptionist")
+_ASK = ("speak", "talk", "transfer", "connect", "put me through", "get me")
+
+
+def wants_a_human(text: str) -> bool:
+    """The caller asks to talk to a person (the agent hands over instead of answering)."""
+    t = text.lower()
+    return any(h in t for h in _HUMAN) and any(a in t for a in _ASK)
 
 
 def consent_from_speech(text: str) -> str | None:
@@ -86,6 +99,7 @@ class Conversation:
     line: str
     consent: str = ""
     """"given" / "refused" / "no-answer" on after-consent lines."""
+    transferred_to: str = ""
     turns: list[Turn] = field(default_factory=list)
     timings: list[TurnTiming] = field(default_factory=list)
     dtmf: str = ""
@@ -291,8 +305,27 @@ class _Session:
             if decision is not None:
                 self.consent.set_result((decision, "speech"))
             return
+        if self._can_transfer() and wants_a_human(text):
+            self.responding = asyncio.create_task(self._hand_over())
+            return
         self.history.append({"role": "user", "content": text})
         self.responding = asyncio.create_task(self._respond(t_end, silence_ms, stt_ms))
+
+    def _can_transfer(self) -> bool:
+        return bool(self.line and self.line.transfer_to and self.agent.recorder is not None)
+
+    async def _hand_over(self) -> None:
+        assert self.line is not None and self.agent.recorder is not None
+        await self._speak_text("Of course. I will put you through to a colleague now.")
+        self.convo.transferred_to = self.line.transfer_to
+        log.info("call %s: caller asked for a person; transferring", self.convo.call_id)
+        try:
+            await self.agent.recorder.transfer(self.convo.call_id, self.line.transfer_to)
+            log.info("call %s: transferred to %s", self.convo.call_id, self.line.transfer_to)
+        except CallvaultError as exc:
+            self.convo.transferred_to = ""
+            log.error("call %s: transfer failed: %s", self.convo.call_id, exc)  # noqa: TRY400
+            await self._speak_text("Sorry, I cannot reach a colleague right now.")
 
     async def _respond(self, t_end: float, silence_ms: float, stt_ms: float) -> None:
         loop = asyncio.get_running_loop()

@@ -59,7 +59,7 @@ async def voice_app(
     """The session appliance's agent, temporarily answering with the voice agent."""
     done: list[Conversation] = []
     previous = app.agent.handler
-    app.agent.handler = VoiceAgent(cfg, engines, on_done=done.append)
+    app.agent.handler = VoiceAgent(cfg, engines, on_done=done.append, recorder=app.telephony)
     try:
         yield app, done
     finally:
@@ -233,3 +233,31 @@ async def test_consent_refused_by_voice_records_nothing(
     await asyncio.sleep(1.0)
     assert await app.db.recordings(convo.call_id) == []
     assert app.telephony.recordings.spool_files(convo.call_id) == []
+
+
+async def test_caller_asks_for_a_person_and_is_transferred(
+    voice_app: tuple[Appliance, list[Conversation]],
+    engines: VoiceEngines,
+    phone201: SipPhone,
+    phone202: SipPhone,
+) -> None:
+    from appliance.telephony.audio import dominant_frequency, tone
+
+    _, done = voice_app
+    call = await phone201.dial("100")
+    await call.wait_confirmed(timeout=10)
+    await wait_answer(call, 0)
+    await _until_quiet(call)
+    call.play(b"".join(engines.tts.speak("Can I speak to a real person, please?")))
+    person = await phone202.next_incoming(timeout=30)
+    await person.wait_confirmed(timeout=10)
+    await asyncio.sleep(0.5)
+    mark = len(person.received_pcm())
+    call.play(tone(600.0, 1.0))
+    await asyncio.sleep(1.6)
+    assert abs(dominant_frequency(person.received_pcm()[mark:]) - 600.0) < 30
+    await call.hangup()
+    await person.wait_ended(timeout=5)
+    convo = await _finished(done)
+    assert convo.transferred_to == "202"
+    assert any(t.role == "caller" and "person" in t.text.lower() for t in convo.turns)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from appliance.voice.agent import consent_from_speech
+from appliance.voice.agent import consent_from_speech, wants_a_human
 from appliance.voice.llm import split_point
 from appliance.voice.vad import WINDOW_MS, Endpointer
 
@@ -71,3 +71,17 @@ def test_sentence_cuts(text: str, first: bool, cut: int | None) -> None:
 )
 def test_consent_from_speech(said: str, decision: str | None) -> None:
     assert consent_from_speech(said) == decision
+
+
+@pytest.mark.parametrize(
+    ("said", "wanted"),
+    [
+        ("Can I speak to a real person, please?", True),
+        ("Could you transfer me to the receptionist?", True),
+        ("I want to talk to someone.", True),
+        ("I would like to book an appointment.", False),
+        ("A person told me you open at eight.", False),
+    ],
+)
+def test_asking_for_a_human(said: str, wanted: bool) -> None:
+    assert wants_a_human(said) is wanted
