@@ -199,7 +199,12 @@ def write_results(new: dict[str, float]) -> None:
         "and `sipp_calls_per_second` 5-100 calls/s for 5 s (1 s calls); each step passes only "
         "if SIPp saw no failure and every call has its CDR and an ingested recording. A value "
         "equal to the top of its sweep is a lower bound. `ami_events_per_second` replays "
-        "bench/fixtures/ami_transcript.ami (a real Asterisk 22 capture) in 4 KiB reads.",
+        "bench/fixtures/ami_transcript.ami (a real Asterisk 22 capture) in 4 KiB reads. "
+        "Voice keys: 4 calls x 6 scripted Piper turns through Asterisk; `turn_latency_*` is "
+        "end of caller audio -> first agent audio at the caller (CPU profile: whisper tiny.en, "
+        "SmolLM2-135M, Piper joe); `turn_overhead_ratio` = the agent's own answer time / "
+        "(endpoint wait + STT + LLM first sentence + TTS first audio) in the same turns. "
+        "Figures are from one machine shared with other work: compare ratios, not absolutes.",
         "",
     ]
     (RESULTS / "latest.md").write_text("\n".join(lines))
