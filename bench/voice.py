@@ -17,9 +17,11 @@ import numpy as np
 from appliance.config import Config
 from appliance.server import Appliance
 from appliance.store import Database
+from appliance.telephony.audio import first_voice_s
 from appliance.telephony.sip import PjRuntime, SipCall, SipPhone
 from appliance.voice.agent import Conversation, VoiceAgent
 from appliance.voice.engines import VoiceEngines
+from appliance.voice.metrics import word_errors
 
 LINES = [
     "Hi, I would like to book an appointment for next Tuesday morning, please.",
@@ -31,14 +33,6 @@ LINES = [
 ]
 
 
-def _first_voice(pcm: bytes, threshold: int = 500) -> float | None:
-    a = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], "<i2")
-    for i in range(0, len(a) - 160, 160):
-        if int(np.abs(a[i : i + 160]).max()) > threshold:
-            return i / 8000
-    return None
-
-
 def _quiet_for(pcm: bytes, seconds: float, threshold: int = 500) -> bool:
     tail = np.frombuffer(pcm[-int(seconds * 16000) :], "<i2")
     return len(tail) >= int(seconds * 8000) and int(np.abs(tail).max(initial=0)) < threshold
@@ -47,7 +41,7 @@ def _quiet_for(pcm: bytes, seconds: float, threshold: int = 500) -> bool:
 async def _answer_after(call: SipCall, since: int, timeout: float = 20.0) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        found = _first_voice(call.received_pcm()[since:])
+        found = first_voice_s(call.received_pcm()[since:])
         if found is not None:
             return found
         await asyncio.sleep(0.01)
@@ -58,21 +52,6 @@ async def _until_agent_done(call: SipCall, timeout: float = 30.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout and not _quiet_for(call.received_pcm(), 1.2):
         await asyncio.sleep(0.1)
-
-
-def _wer(ref: str, hyp: str) -> tuple[int, int]:
-    def norm(s: str) -> list[str]:
-        return "".join(c for c in s.lower() if c.isalnum() or c == " ").split()
-
-    r, h = norm(ref), norm(hyp)
-    d = np.zeros((len(r) + 1, len(h) + 1), dtype=int)
-    d[:, 0], d[0, :] = range(len(r) + 1), range(len(h) + 1)
-    for i in range(1, len(r) + 1):
-        for j in range(1, len(h) + 1):
-            d[i, j] = min(
-                d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (r[i - 1] != h[j - 1])
-            )
-    return int(d[len(r), len(h)]), len(r)
 
 
 async def _turns(cfg: Config, engines: VoiceEngines, calls: int, tmp: Path) -> dict[str, float]:
@@ -113,7 +92,7 @@ async def _turns(cfg: Config, engines: VoiceEngines, calls: int, tmp: Path) -> d
     errors = words = 0
     for convo in done:
         heard = [t.text for t in convo.turns if t.role == "caller"]
-        e, n = _wer(" ".join(LINES), " ".join(heard))
+        e, n = word_errors(" ".join(LINES), " ".join(heard))
         errors, words = errors + e, words + n
     lat_ms = sorted(x * 1000 for x in heard_latency)
     ratios = [

@@ -106,3 +106,12 @@ def dominant_frequency(pcm: bytes, rate: int = RATE) -> float:
     else:
         offset = 0.0
     return float((peak + offset) * rate / samples.size)
+
+
+def first_voice_s(pcm: bytes, threshold: int = 500) -> float | None:
+    """Seconds into 8 kHz `pcm` where sound first exceeds `threshold` (20 ms steps), or None."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], "<i2")
+    for i in range(0, len(samples) - 160, 160):
+        if int(np.abs(samples[i : i + 160]).max()) > threshold:
+            return i / RATE
+    return None

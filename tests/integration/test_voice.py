@@ -13,9 +13,11 @@ import pytest_asyncio
 
 from appliance.config import Config
 from appliance.server import Appliance
+from appliance.telephony.audio import first_voice_s
 from appliance.telephony.sip import PjRuntime, SipCall, SipPhone
 from appliance.voice.agent import Conversation, VoiceAgent
 from appliance.voice.engines import VoiceEngines
+from appliance.voice.metrics import wer
 from tests.integration.conftest import Heards
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -24,27 +26,6 @@ SCRIPT = [
     "Hi, I would like to book an appointment for next Tuesday morning, please.",
     "My name is Anna Svensson.",
 ]
-
-
-def wer(ref: str, hyp: str) -> float:
-    norm = lambda s: "".join(c for c in s.lower() if c.isalnum() or c == " ").split()  # noqa: E731
-    r, h = norm(ref), norm(hyp)
-    d = np.zeros((len(r) + 1, len(h) + 1), dtype=int)
-    d[:, 0], d[0, :] = range(len(r) + 1), range(len(h) + 1)
-    for i in range(1, len(r) + 1):
-        for j in range(1, len(h) + 1):
-            d[i, j] = min(
-                d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (r[i - 1] != h[j - 1])
-            )
-    return float(d[len(r), len(h)]) / max(len(r), 1)
-
-
-def first_voice_s(pcm: bytes, threshold: int = 500) -> float | None:
-    a = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], "<i2")
-    for i in range(0, len(a) - 160, 160):
-        if int(np.abs(a[i : i + 160]).max()) > threshold:
-            return i / 8000
-    return None
 
 
 @pytest.fixture(scope="session")
