@@ -152,7 +152,7 @@ def test_a_failing_step_restores_the_previous_state(box: Box) -> None:
 
 
 def test_voice_vlan_is_created_or_refused_without_a_trace(box: Box) -> None:
-    cfg = network(voice_vlan_id=20, voice_vlan_address="10.20.0.1/24")
+    cfg = network(voice_vlan_id=20, voice_vlan_address="100.64.20.1/24")
     before = box.state()
     if vlan_supported():
         with box.nl() as nl:
@@ -160,7 +160,7 @@ def test_voice_vlan_is_created_or_refused_without_a_trace(box: Box) -> None:
             assert net.apply(cfg, nl) == []
         vlan = box.state().link("lan0.20")
         assert vlan is not None and vlan.kind == "vlan" and vlan.vlan_id == 20 and vlan.up
-        assert [a.cidr for a in box.state().addresses_of("lan0.20")] == ["10.20.0.1/24"]
+        assert [a.cidr for a in box.state().addresses_of("lan0.20")] == ["100.64.20.1/24"]
         return
     # This kernel has no 802.1Q (CONFIG_VLAN_8021Q unset, as on the CI VMs): creating the VLAN
     # is the step that fails, after the LAN link came up -- everything must be undone.

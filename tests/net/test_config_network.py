@@ -15,7 +15,7 @@ BASE: dict[str, Any] = {
     "lan_interface": "eth0",
     "lan_address": "192.0.2.10/24",
     "voice_vlan_id": 20,
-    "voice_vlan_address": "10.20.0.1/24",
+    "voice_vlan_address": "100.64.20.1/24",
     "routes": [{"destination": "198.51.100.0/24", "gateway": "192.0.2.1"}],
 }
 

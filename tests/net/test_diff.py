@@ -53,14 +53,14 @@ def test_removals_come_first_and_foreign_routes_stay() -> None:
         ),
     )
     assert [
-        str(s) for s in net.diff(cfg(voice_vlan_id=20, voice_vlan_address="10.0.0.1/24"), live)
+        str(s) for s in net.diff(cfg(voice_vlan_id=20, voice_vlan_address="100.64.0.1/24"), live)
     ] == [
         "remove route 203.0.113.0/24 via 192.0.2.1",
         "remove address 192.0.2.99/24 from eth0",
         "create VLAN 20 as eth0.20 on eth0",
         "bring eth0.20 up",
         "add address 192.0.2.10/24 to eth0",
-        "add address 10.0.0.1/24 to eth0.20",
+        "add address 100.64.0.1/24 to eth0.20",
         "add route 198.51.100.0/24 via 192.0.2.1",
     ]
 
@@ -68,7 +68,7 @@ def test_removals_come_first_and_foreign_routes_stay() -> None:
 def test_a_link_named_like_the_vlan_but_not_it_is_refused() -> None:
     impostor = Link(3, "eth0.20", "veth", True, None, None, "UP")
     with pytest.raises(ConfigError) as err:
-        net.diff(cfg(voice_vlan_id=20, voice_vlan_address="10.0.0.1/24"), state(impostor))
+        net.diff(cfg(voice_vlan_id=20, voice_vlan_address="100.64.0.1/24"), state(impostor))
     assert err.value.field == "network.voice_vlan_id"
     assert "is not VLAN 20 on eth0" in str(err.value)
 
