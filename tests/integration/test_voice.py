@@ -40,7 +40,9 @@ async def voice_app(
     """The session appliance's agent, temporarily answering with the voice agent."""
     done: list[Conversation] = []
     previous = app.agent.handler
-    app.agent.handler = VoiceAgent(cfg, engines, on_done=done.append, recorder=app.telephony)
+    app.agent.handler = VoiceAgent(
+        cfg, engines, on_done=done.append, recorder=app.telephony, consent_timeout_s=20
+    )
     try:
         yield app, done
     finally:
@@ -55,6 +57,14 @@ async def wait_answer(call: SipCall, since: int, timeout: float = 15.0) -> float
             return found
         await asyncio.sleep(0.02)
     raise AssertionError("the agent never answered")
+
+
+async def _finished(done: list[Conversation]) -> Conversation:
+    for _ in range(200):
+        if done:
+            return done[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the agent did not finish the call")
 
 
 async def test_scripted_caller_talks_to_the_agent(
@@ -75,11 +85,7 @@ async def test_scripted_caller_talks_to_the_agent(
         await asyncio.sleep(6.0)
     await call.hangup()
     await call.wait_ended(timeout=5)
-    for _ in range(100):
-        if done:
-            break
-        await asyncio.sleep(0.05)
-    convo = done[-1]
+    convo = await _finished(done)
     heard = [t.text for t in convo.turns if t.role == "caller"]
     assert len(heard) == len(SCRIPT), convo.turns
     # Word error rate over the scripted lines, as the issue measures it.
@@ -108,12 +114,9 @@ async def test_caller_speech_stops_the_agent(
     await asyncio.sleep(1.0)
     await call.hangup()
     await call.wait_ended(timeout=5)
-    for _ in range(100):
-        if done:
-            break
-        await asyncio.sleep(0.05)
-    greeting = done[-1].turns[0]
-    assert greeting.role == "agent" and greeting.interrupted, done[-1].turns
+    convo = await _finished(done)
+    greeting = convo.turns[0]
+    assert greeting.role == "agent" and greeting.interrupted, convo.turns
 
 
 async def test_missing_models_fall_back_to_the_recorded_greeting(
@@ -131,29 +134,6 @@ async def test_missing_models_fall_back_to_the_recorded_greeting(
     assert isinstance(line_handler(broken), GreetAndRecord)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def consent_app(
-    cfg: Config, engines: VoiceEngines, app: Appliance
-) -> AsyncIterator[tuple[Appliance, list[Conversation]]]:
-    done: list[Conversation] = []
-    previous = app.agent.handler
-    app.agent.handler = VoiceAgent(
-        cfg, engines, on_done=done.append, recorder=app.telephony, consent_timeout_s=20
-    )
-    try:
-        yield app, done
-    finally:
-        app.agent.handler = previous
-
-
-async def _finished(done: list[Conversation]) -> Conversation:
-    for _ in range(200):
-        if done:
-            return done[-1]
-        await asyncio.sleep(0.05)
-    raise AssertionError("the agent did not finish the call")
-
-
 async def _until_quiet(call: SipCall, seconds: float = 1.0, timeout: float = 20.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -164,9 +144,9 @@ async def _until_quiet(call: SipCall, seconds: float = 1.0, timeout: float = 20.
 
 
 async def test_consent_given_by_keypad_starts_recording(
-    consent_app: tuple[Appliance, list[Conversation]], phone201: SipPhone
+    voice_app: tuple[Appliance, list[Conversation]], phone201: SipPhone
 ) -> None:
-    app, done = consent_app
+    app, done = voice_app
     call = await phone201.dial("104")
     await call.wait_confirmed(timeout=10)
     await wait_answer(call, 0)
@@ -197,9 +177,9 @@ async def test_consent_given_by_keypad_starts_recording(
 
 
 async def test_consent_refused_by_voice_records_nothing(
-    consent_app: tuple[Appliance, list[Conversation]], engines: VoiceEngines, phone201: SipPhone
+    voice_app: tuple[Appliance, list[Conversation]], engines: VoiceEngines, phone201: SipPhone
 ) -> None:
-    app, done = consent_app
+    app, done = voice_app
     call = await phone201.dial("104")
     await call.wait_confirmed(timeout=10)
     await wait_answer(call, 0)
