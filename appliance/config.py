@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -26,12 +27,22 @@ RecordingPolicy = Literal["always", "after-consent", "on-demand", "off"]
 LEGS: tuple[str, ...] = get_args(Leg)
 RECORDING_POLICIES: tuple[str, ...] = get_args(RecordingPolicy)
 LINE_KINDS: tuple[str, ...] = get_args(LineKind)
+LawfulBasis = Literal[
+    "consent",
+    "contract",
+    "legal-obligation",
+    "vital-interests",
+    "public-task",
+    "legitimate-interest",
+]
+LAWFUL_BASES: tuple[str, ...] = get_args(LawfulBasis)
 
 # Compiled into the pjsua2-python 2.15.1.post1 wheel; pjsua silently caps higher values.
 PJSUA_MAX_CALLS = 4
 
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_LANGUAGE = re.compile(r"^([a-z]{2}|auto)$")
 _SIP_USER = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
@@ -126,6 +137,21 @@ class LineConfig:
     announcement: str = "hello-world"
     """Asterisk sound played by `announcement` lines."""
     max_duration_s: int = 3600
+    language: str = "en"
+    """ISO 639-1 code the agent hears and speaks (`auto`: Whisper detects it per call and the
+    voice follows; a language without an installed voice falls back to English)."""
+    voice: str = ""
+    """Manifest name of the Piper voice (empty: the manifest's voice for `language`)."""
+    purpose: str = "Answering calls to the business: questions, messages and appointments"
+    """Why this line processes callers' data (records of processing, access exports)."""
+    lawful_basis: LawfulBasis = "legitimate-interest"
+    """GDPR Art. 6(1) basis: consent, contract, legal-obligation, vital-interests, public-task
+    or legitimate-interest."""
+    summary_schema: Path | None = None
+    """JSON Schema the post-call report must validate against (None: the built-in default:
+    purpose, caller name and contact, need, appointment slot, follow-up, opt-out)."""
+    retention_days: Mapping[str, int] = field(default_factory=dict)
+    """Per-category overrides of `[privacy.retention]` for this line's data, in days."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +202,43 @@ class NetworkConfig:
         return f"{self.lan_interface}.{self.voice_vlan_id}" if self.voice_vlan_id else ""
 
 
+RETENTION_CATEGORIES = (
+    "recording",
+    "transcript",
+    "report",
+    "cdr",
+    "contact",
+    "consent",
+    "audit",
+    "bookkeeping",
+)
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long each category of data is kept, in days (0: not kept after the call ends).
+
+    Defaults follow what the hosted services in the seeds promise: CDRs 3 years (billing and
+    disputes), bookkeeping 7 years (Swedish Bookkeeping Act), contact data the relationship +
+    12 months, security/audit logs 5 years (a typical limitation period for claims).
+    """
+
+    days: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "recording": 90,
+            "transcript": 90,
+            "report": 365,
+            "cdr": 3 * 365,
+            "contact": 395,
+            "consent": 3 * 365,
+            "audit": 5 * 365,
+            "bookkeeping": 7 * 365,
+        }
+    )
+    purge_interval_h: int = 24
+    """How often the purge job runs (the systemd timer uses the same figure)."""
+
+
 @dataclass(frozen=True)
 class PrivacyConfig:
     """Encryption at rest, identifiers and the do-not-call list (appliance.privacy)."""
@@ -191,6 +254,7 @@ class PrivacyConfig:
     The scrypt salt and parameters are kept in `<state_dir>/keys/master.scrypt`."""
     default_region: str = "SE"
     """ISO country used to read numbers given without +<country code> (E.164 normalisation)."""
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def master_key_path(self, state_dir: Path) -> Path:
         return self.master_key_file or state_dir / "keys" / "master.key"
@@ -356,6 +420,47 @@ def _line(s: _Section) -> LineConfig:
             "a sound name",
         ),
         max_duration_s=s.integer("max_duration_s", LineConfig.max_duration_s, lo=10, hi=86400),
+        language=s.match("language", LineConfig.language, _LANGUAGE, "an ISO 639-1 code or auto"),
+        voice=s.text("voice", ""),
+        purpose=s.text("purpose", LineConfig.purpose),
+        lawful_basis=_lawful_basis(s),
+        summary_schema=s.path("summary_schema", None) if "summary_schema" in s.raw else None,
+        retention_days=_retention_days(s.section("retention_days"), allow_empty=True),
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _lawful_basis(s: _Section) -> LawfulBasis:
+    basis = s.text("lawful_basis", LineConfig.lawful_basis)
+    if basis not in LAWFUL_BASES:
+        raise ConfigError(
+            s.name("lawful_basis"), f"{basis!r} is not one of {', '.join(LAWFUL_BASES)}"
+        )
+    return cast(LawfulBasis, basis)
+
+
+def _retention_days(s: _Section, *, allow_empty: bool) -> dict[str, int]:
+    out = {}
+    for key in list(s.raw):
+        if key not in RETENTION_CATEGORIES:
+            raise ConfigError(
+                s.name(key),
+                f"unknown data category (expected {', '.join(RETENTION_CATEGORIES)})",
+            )
+        out[key] = s.integer(key, 0, lo=0, hi=100 * 365)
+    s.reject_unknown()
+    if not allow_empty:
+        return {**RetentionConfig().days, **out}
+    return out
+
+
+def _retention(s: _Section) -> RetentionConfig:
+    cfg = RetentionConfig(
+        days=_retention_days(s.section("days"), allow_empty=False),
+        purge_interval_h=s.integer(
+            "purge_interval_h", RetentionConfig.purge_interval_h, lo=1, hi=24 * 7
+        ),
     )
     s.reject_unknown()
     return cfg
@@ -515,6 +620,7 @@ def _privacy(s: _Section) -> PrivacyConfig:
         master_key_file=key_file,
         passphrase_file=pass_file,
         default_region=region,
+        retention=_retention(s.section("retention")),
     )
     s.reject_unknown()
     return cfg

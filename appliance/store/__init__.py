@@ -1,5 +1,6 @@
 """SQLite state (aiosqlite, WAL). `appliance.store.db` is the one module that owns SQL."""
 
+from appliance.store.base import StoreError
 from appliance.store.db import (
     AuditEntry,
     AuditSeal,
@@ -9,7 +10,6 @@ from appliance.store.db import (
     ErasurePlan,
     RecordingRow,
     StaleKeyError,
-    StoreError,
     SubjectDraft,
 )
 

@@ -6,24 +6,22 @@ appliance has acknowledged survives a killed process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiosqlite
 
-from appliance.errors import CallvaultError
-
-
-class StoreError(CallvaultError):
-    pass
+from appliance.store.base import StoreBase, StoreError
+from appliance.store.governance import GovernanceSql
+from appliance.store.reports import ReportSql
+from appliance.store.retention import RetentionSql
+from appliance.store.transcripts import TranscriptSql
 
 
 class StaleKeyError(StoreError):
@@ -194,12 +192,9 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-        # One connection serves every task: writes must not interleave inside a transaction.
-        self._write_lock = asyncio.Lock()
+class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, StoreBase):
+    """The store. Each issue's SQL past the telephony core lives in its own mixin module
+    (appliance/store/<area>.py); this class holds the core tables and the migrations."""
 
     async def open(self) -> Database:
         try:
@@ -232,12 +227,6 @@ class Database:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError("database is not open")
-        return self._db
 
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cur:
@@ -464,18 +453,6 @@ class Database:
 
     # ==== privacy (issue 5): key ring, subjects, links, audit chain, do-not-call ==========
     # Crypto stays in appliance.privacy; these methods store and fetch what it produces.
-
-    async def _tx(self, body: Callable[[], Any]) -> Any:
-        """Run `body` (a coroutine function) in one write transaction under the write lock."""
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                result = await body()
-                await self.db.commit()
-            except BaseException:
-                await self.db.rollback()
-                raise
-            return result
 
     async def keyring_get(self, name: str) -> tuple[bytes, str] | None:
         async with self.db.execute(
@@ -1009,11 +986,6 @@ class Database:
             await self.db.execute("PRAGMA secure_delete = OFF")
         await self.checkpoint()
         return result
-
-    async def checkpoint(self) -> None:
-        """Fold the WAL into the database file and truncate it (erased pages leave the WAL)."""
-        async with self._write_lock:
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def erased_subjects(self) -> list[dict[str, Any]]:
         async with self.db.execute("SELECT * FROM erased_subjects ORDER BY erased_at") as cur:
