@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_privacy_parser(sub, console)
 
+    from appliance.admin.cli import add_parser as add_admin_parser
+
+    add_admin_parser(sub, console)
+
     d = sub.add_parser("demo", help="start everything and place a scripted call to the AI line")
     d.set_defaults(fn=cmd_demo)
     return p

@@ -261,6 +261,27 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The admin listener: JSON API (and the admin UI) over HTTPS."""
+
+    bind: str = "127.0.0.1"
+    """Address to listen on; put the admin network's address here (the firewall role admits
+    only the admin network)."""
+    port: int = 8443
+    tls_cert: Path | None = None
+    """PEM certificate (a user-supplied one replaces the generated one). Default
+    `<state_dir>/tls/admin.crt`, generated self-signed on first start."""
+    tls_key: Path | None = None
+    """PEM private key for `tls_cert` (default `<state_dir>/tls/admin.key`, 0600)."""
+
+    def cert_paths(self, state_dir: Path) -> tuple[Path, Path]:
+        return (
+            self.tls_cert or state_dir / "tls" / "admin.crt",
+            self.tls_key or state_dir / "tls" / "admin.key",
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/callvault")
     """Database, secrets and encrypted recordings live here."""
@@ -274,6 +295,7 @@ class Config:
     ip_peers: tuple[IpPeerConfig, ...] = ()
     network: NetworkConfig = field(default_factory=NetworkConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     source: Path | None = None
 
     @property
@@ -322,6 +344,7 @@ def parse(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) ->
         ip_peers=tuple(_ip_peer(s) for s in top.sections("ip_peers")),
         network=_network(top.section("network")),
         privacy=_privacy(top.section("privacy")),
+        admin=_admin(top.section("admin")),
         source=source,
     )
     top.reject_unknown()
@@ -621,6 +644,21 @@ def _privacy(s: _Section) -> PrivacyConfig:
         passphrase_file=pass_file,
         default_region=region,
         retention=_retention(s.section("retention")),
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _admin(s: _Section) -> AdminConfig:
+    cert = s.path("tls_cert", None) if "tls_cert" in s.raw else None
+    key = s.path("tls_key", None) if "tls_key" in s.raw else None
+    if (cert is None) != (key is None):
+        raise ConfigError(s.name("tls_cert" if cert is None else "tls_key"), "set both or neither")
+    cfg = AdminConfig(
+        bind=s.text("bind", AdminConfig.bind),
+        port=s.port("port", AdminConfig.port),
+        tls_cert=cert,
+        tls_key=key,
     )
     s.reject_unknown()
     return cfg

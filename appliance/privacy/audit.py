@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from appliance.privacy import crypto
 from appliance.privacy.keyring import Keyring
 from appliance.store import AuditEntry, AuditSeal, Database
-from appliance.store.db import AUDIT_GENESIS
+from appliance.store.base import AUDIT_GENESIS
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """SQLite state (aiosqlite, WAL). `appliance.store.db` is the one module that owns SQL."""
 
-from appliance.store.base import StoreError
+from appliance.store.base import AuditEntry, AuditSeal, StoreError
 from appliance.store.db import (
-    AuditEntry,
-    AuditSeal,
     CdrRow,
     Database,
     DncEntry,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,22 @@ from appliance.errors import CallvaultError
 
 class StoreError(CallvaultError):
     pass
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: float
+    actor: str
+    role: str
+    action: str
+    object: str
+    purpose: str
+    detail: str = ""
+
+
+# (entry, seq, prev_hash) -> hash; computed inside the appending transaction.
+AuditSeal = Callable[[AuditEntry, int, str], str]
+AUDIT_GENESIS = "0" * 64
 
 
 class StoreBase:
@@ -47,3 +64,33 @@ class StoreBase:
         """Fold the WAL into the database file and truncate it (erased pages leave the WAL)."""
         async with self._write_lock:
             await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ---- the audit chain's append, shared so every area can audit inside its own write
+    async def _audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
+        # Inside a transaction (BEGIN IMMEDIATE): reading the head and appending are atomic
+        # even across processes.
+        async with self.db.execute(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ) as cur:
+            head = await cur.fetchone()
+        seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, AUDIT_GENESIS)
+        await self.db.execute(
+            "INSERT INTO audit_log (seq, at, actor, role, action, object, purpose, detail,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                entry.at,
+                entry.actor,
+                entry.role,
+                entry.action,
+                entry.object,
+                entry.purpose,
+                entry.detail,
+                prev,
+                seal(entry, seq, prev),
+            ),
+        )
+        return seq
+
+    async def audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
+        return int(await self._tx(lambda: self._audit_append(entry, seal)))

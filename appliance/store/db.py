@@ -17,7 +17,9 @@ from typing import Any
 
 import aiosqlite
 
-from appliance.store.base import StoreBase, StoreError
+from appliance.store.admin import AdminSql
+from appliance.store.base import AuditEntry, AuditSeal, StoreBase, StoreError
+from appliance.store.bulk import BulkSql
 from appliance.store.governance import GovernanceSql
 from appliance.store.reports import ReportSql
 from appliance.store.retention import RetentionSql
@@ -102,22 +104,6 @@ class SubjectDraft:
 
 
 @dataclass(frozen=True)
-class AuditEntry:
-    at: float
-    actor: str
-    role: str
-    action: str
-    object: str
-    purpose: str
-    detail: str = ""
-
-
-# (entry, seq, prev_hash) -> hash; computed inside the appending transaction.
-AuditSeal = Callable[[AuditEntry, int, str], str]
-AUDIT_GENESIS = "0" * 64
-
-
-@dataclass(frozen=True)
 class DncEntry:
     blind_index: bytes
     kind: str
@@ -192,7 +178,9 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, StoreBase):
+class Database(
+    TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, BulkSql, StoreBase
+):
     """The store. Each issue's SQL past the telephony core lives in its own mixin module
     (appliance/store/<area>.py); this class holds the core tables and the migrations."""
 
@@ -582,35 +570,6 @@ class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, StoreBase)
         return int(await self._tx(body))
 
     # ---- audit chain
-    async def _audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
-        # Inside a transaction (BEGIN IMMEDIATE): reading the head and appending are atomic
-        # even across processes.
-        async with self.db.execute(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-        ) as cur:
-            head = await cur.fetchone()
-        seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, AUDIT_GENESIS)
-        await self.db.execute(
-            "INSERT INTO audit_log (seq, at, actor, role, action, object, purpose, detail,"
-            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                seq,
-                entry.at,
-                entry.actor,
-                entry.role,
-                entry.action,
-                entry.object,
-                entry.purpose,
-                entry.detail,
-                prev,
-                seal(entry, seq, prev),
-            ),
-        )
-        return seq
-
-    async def audit_append(self, entry: AuditEntry, seal: AuditSeal) -> int:
-        return int(await self._tx(lambda: self._audit_append(entry, seal)))
-
     async def audit_rows(self, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         async with self.db.execute(
             "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)

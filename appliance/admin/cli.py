@@ -1,0 +1,100 @@
+"""`callvault admin …`: serve the admin listener; create, list and revoke API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from appliance import config as config_mod
+from appliance.config import Config
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def serve(cfg: Config, console: Console, *, tls: bool = True) -> int:
+    import uvicorn
+
+    from appliance.admin.app import create_app
+    from appliance.admin.tls import ensure_certificate
+
+    ssl: dict[str, Any] = {}
+    scheme = "http"
+    if tls:
+        cert, key = ensure_certificate(cfg)
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        scheme = "https"
+    console.print(f"admin API on {scheme}://{cfg.admin.bind}:{cfg.admin.port}/ (schema: /schema)")
+    uvicorn.run(
+        create_app(cfg),
+        host=cfg.admin.bind,
+        port=cfg.admin.port,
+        log_level="warning",
+        server_header=False,
+        **ssl,
+    )
+    return 0
+
+
+async def _tokens(cfg: Config, args: argparse.Namespace, console: Console) -> int:
+    from appliance.admin.services import open_services
+    from appliance.admin.tokens import SCOPES
+    from appliance.privacy.cli import operator
+
+    async with open_services(cfg) as svc:
+        if args.action == "create":
+            if not args.name or not args.scope:
+                console.print("usage: callvault admin token create NAME --scope S [--scope S]")
+                return 2
+            token = await svc.tokens.create(
+                args.name, args.scope, operator(), ttl_days=args.ttl_days
+            )
+            console.print(f"token {args.name} ({' '.join(sorted(args.scope))}); shown once:")
+            print(token, flush=True)
+        elif args.action == "revoke":
+            await svc.tokens.revoke(args.name, operator())
+            console.print(f"revoked {args.name}")
+        elif args.action == "scopes":
+            for name, what in SCOPES.items():
+                console.print(f"{name:16} {what}")
+        else:
+            t = Table("name", "scopes", "created", "by", "expires", "last used", "revoked")
+            for v in await svc.tokens.all():
+                t.add_row(
+                    v.name,
+                    " ".join(v.scopes),
+                    _when(v.created_at),
+                    v.created_by,
+                    _when(v.expires_at),
+                    _when(v.last_used_at),
+                    _when(v.revoked_at),
+                )
+            console.print(t)
+    return 0
+
+
+def add_parser(sub: Any, console: Console) -> None:
+    a = sub.add_parser("admin", help="the admin listener (JSON API) and its API tokens")
+    asub = a.add_subparsers(dest="admin_cmd", required=True)
+    s = asub.add_parser("serve", help="serve the admin API over HTTPS")
+    s.add_argument(
+        "--no-tls", action="store_true", help="plain HTTP (only for tests behind loopback)"
+    )
+    s.set_defaults(fn=lambda args: serve(_load(args), console, tls=not args.no_tls))
+    t = asub.add_parser("token", help="create, list or revoke API tokens")
+    t.add_argument("action", choices=["create", "list", "revoke", "scopes"])
+    t.add_argument("name", nargs="?")
+    t.add_argument("--scope", action="append", default=[], help="repeat for several scopes")
+    t.add_argument("--ttl-days", type=int, default=None)
+    t.set_defaults(fn=lambda args: asyncio.run(_tokens(_load(args), args, console)))
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return config_mod.load(Path(args.config))
