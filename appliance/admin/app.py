@@ -1,8 +1,10 @@
-"""The admin listener's Litestar application: the JSON API, its OpenAPI schema, /healthz.
+"""The admin listener's Litestar application: admin pages, the JSON API, OpenAPI, /healthz.
 
-`create_app(cfg)` opens the store and the privacy engine for the app's lifetime. Every
-/api route needs a bearer token (appliance.admin.tokens) with the route's scope; errors come
-back as JSON naming what was wrong, and a refused action changes nothing.
+`create_app(cfg)` opens the store and the privacy engine for the app's lifetime. Pages need a
+session (argon2 login, HttpOnly SameSite=Strict __Host- cookie, CSRF token on every form);
+/api routes need a bearer token. Each route names the scope it needs (deny by default); a
+user's role gives its scopes. Errors come back as JSON (API) or a page (UI) naming what was
+wrong, and a refused action changes nothing.
 """
 
 from __future__ import annotations
@@ -10,19 +12,29 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.admin.api import registers as registers_api
 from appliance.admin.api import rights as rights_api
-from appliance.admin.auth import PUBLIC, TokenAuth
+from appliance.admin.auth import PUBLIC, AdminAuth, LoginRequired, PasswordChangeRequired
 from appliance.admin.services import Services, open_services
+from appliance.admin.ui import calls as calls_ui
+from appliance.admin.ui import session as session_ui
 from appliance.config import Config
 from appliance.errors import CallvaultError
 from appliance.privacy.master import MasterKeyError
@@ -30,12 +42,39 @@ from appliance.privacy.rights.model import UnknownSubjectError
 from appliance.store import StoreError
 
 log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+
+# No inline script or style anywhere: the CSP can forbid both.
+SECURITY_HEADERS = [
+    ResponseHeader(
+        name="Content-Security-Policy",
+        value="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        " media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none';"
+        " form-action 'self'; frame-ancestors 'none'",
+    ),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="Permissions-Policy", value="camera=(), microphone=(), geolocation=()"),
+    ResponseHeader(name="Strict-Transport-Security", value="max-age=31536000"),
+    ResponseHeader(name="Cross-Origin-Opener-Policy", value="same-origin"),
+]
+
+
+def _is_api(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith(("/api/", "/schema"))
 
 
 def _error(status: int) -> Any:
-    def handler(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         if status >= 500:
-            log.error("API request failed: %s", exc)
+            log.error("request %s failed: %s", request.url.path, exc)
+        if not _is_api(request) and status in {403, 404}:
+            return Template(
+                "error.html",
+                context={"status": status, "detail": str(exc), "user": request.scope.get("user")},
+                status_code=status,
+            )
         return Response(
             {"error": type(exc).__name__, "detail": str(exc)},
             status_code=status,
@@ -43,6 +82,29 @@ def _error(status: int) -> Any:
         )
 
     return handler
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, LoginRequired) and not _is_api(request):
+        return Redirect("/login", status_code=303)
+    if isinstance(exc, PasswordChangeRequired) and not _is_api(request):
+        return Redirect("/password", status_code=303)
+    if not _is_api(request) and exc.status_code in {403, 404}:
+        return Template(
+            "error.html",
+            context={
+                "status": exc.status_code,
+                "detail": exc.detail,
+                "user": request.scope.get("user"),
+            },
+            status_code=exc.status_code,
+        )
+    return Response(
+        {"error": type(exc).__name__, "detail": exc.detail},
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=exc.headers,
+    )
 
 
 @get("/healthz", include_in_schema=False)
@@ -55,6 +117,22 @@ def _services(request: Request[Any, Any, Any]) -> Services:
     return services
 
 
+ROUTES: list[Any] = [
+    healthz,
+    rights_api.router,
+    registers_api.router,
+    session_ui.login_page,
+    session_ui.login,
+    session_ui.logout,
+    session_ui.password_page,
+    session_ui.change_password,
+    calls_ui.dashboard,
+    calls_ui.calls,
+    calls_ui.call_detail,
+    calls_ui.audio,
+]
+
+
 def create_app(cfg: Config, *, debug: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -63,11 +141,28 @@ def create_app(cfg: Config, *, debug: bool = False) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[healthz, rights_api.router, registers_api.router],
+        route_handlers=[
+            *ROUTES,
+            create_static_files_router(
+                path="/static", directories=[HERE / "static"], include_in_schema=False
+            ),
+        ],
         lifespan=[lifespan],
         dependencies={"svc": Provide(_services, sync_to_thread=False)},
-        middleware=[DefineMiddleware(TokenAuth, exclude=[f"^{p}" for p in PUBLIC])],
+        middleware=[DefineMiddleware(AdminAuth, exclude=[f"^{p}" for p in PUBLIC])],
+        csrf_config=CSRFConfig(
+            secret=cfg.secrets.get_or_create("csrf_secret", 32),
+            cookie_name="__Host-cv_csrf",
+            cookie_secure=True,
+            cookie_httponly=True,
+            cookie_samesite="strict",
+            # Bearer-token API calls carry no cookies a forged page could ride on.
+            exclude=["^/api/"],
+        ),
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        response_headers=SECURITY_HEADERS,
         exception_handlers={
+            HTTPException: _http_error,
             UnknownSubjectError: _error(404),
             MasterKeyError: _error(503),
             StoreError: _error(500),

@@ -1,4 +1,4 @@
-"""`callvault admin …`: serve the admin listener; create, list and revoke API tokens."""
+"""`callvault admin …`: serve the admin listener; API tokens; admin UI users."""
 
 from __future__ import annotations
 
@@ -80,6 +80,39 @@ async def _tokens(cfg: Config, args: argparse.Namespace, console: Console) -> in
     return 0
 
 
+async def _users(cfg: Config, args: argparse.Namespace, console: Console) -> int:
+    from appliance.admin.services import open_services
+    from appliance.privacy.cli import operator
+
+    async with open_services(cfg) as svc:
+        if args.action == "init":
+            first = await svc.users.first_admin(operator())
+            if first is None:
+                console.print("users exist already: no first admin created")
+                return 0
+            name, password = first
+            print(f"first admin: user {name}, one-time password {password}", flush=True)
+            console.print("(shown once; it must be changed at the first login)")
+        elif args.action == "create":
+            if not args.name or not args.role:
+                console.print("usage: callvault admin user create NAME --role ROLE [--line L]")
+                return 2
+            password = await svc.users.create(args.name, args.role, operator(), lines=args.line)
+            print(f"user {args.name} ({args.role}): one-time password {password}", flush=True)
+        elif args.action == "reset":
+            password = await svc.users.reset(args.name or "", operator())
+            print(f"user {args.name}: new one-time password {password}", flush=True)
+        elif args.action == "disable":
+            await svc.users.disable(args.name or "", operator())
+            console.print(f"disabled {args.name}; their sessions ended")
+        else:
+            t = Table("user", "role", "lines", "must change password")
+            for u in await svc.users.all():
+                t.add_row(u.username, u.role, ",".join(u.lines), "yes" if u.must_change else "")
+            console.print(t)
+    return 0
+
+
 def add_parser(sub: Any, console: Console) -> None:
     a = sub.add_parser("admin", help="the admin listener (JSON API) and its API tokens")
     asub = a.add_subparsers(dest="admin_cmd", required=True)
@@ -88,12 +121,27 @@ def add_parser(sub: Any, console: Console) -> None:
         "--no-tls", action="store_true", help="plain HTTP (only for tests behind loopback)"
     )
     s.set_defaults(fn=lambda args: serve(_load(args), console, tls=not args.no_tls))
+    st = asub.add_parser("stop", help="stop an admin listener started by `callvault demo`")
+    st.set_defaults(fn=lambda args: _stop(_load(args), console))
     t = asub.add_parser("token", help="create, list or revoke API tokens")
     t.add_argument("action", choices=["create", "list", "revoke", "scopes"])
     t.add_argument("name", nargs="?")
     t.add_argument("--scope", action="append", default=[], help="repeat for several scopes")
     t.add_argument("--ttl-days", type=int, default=None)
     t.set_defaults(fn=lambda args: asyncio.run(_tokens(_load(args), args, console)))
+    u = asub.add_parser("user", help="admin UI users: init (first admin), create, list, ...")
+    u.add_argument("action", choices=["init", "create", "list", "reset", "disable"])
+    u.add_argument("name", nargs="?")
+    u.add_argument("--role", choices=["admin", "dpo", "operator", "auditor"])
+    u.add_argument("--line", action="append", default=[], help="operators: a line they work on")
+    u.set_defaults(fn=lambda args: asyncio.run(_users(_load(args), args, console)))
+
+
+def _stop(cfg: Config, console: Console) -> int:
+    from appliance.admin.launch import stop
+
+    console.print("stopped" if stop(cfg) else "no admin listener started by the demo is running")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -10,6 +10,7 @@ from typing import TypeAlias
 from litestar.di import NamedDependency
 
 from appliance.admin.tokens import ApiTokens
+from appliance.admin.users import Users
 from appliance.config import Config
 from appliance.privacy import Privacy
 from appliance.privacy.rights.service import Rights
@@ -23,6 +24,7 @@ class Services:
     privacy: Privacy
     rights: Rights
     tokens: ApiTokens
+    users: Users
 
 
 @asynccontextmanager
@@ -35,6 +37,7 @@ async def open_services(cfg: Config) -> AsyncIterator[Services]:
             privacy=privacy,
             rights=Rights(privacy),
             tokens=ApiTokens(db, privacy.audit),
+            users=Users(db, privacy.audit),
         )
 
 

@@ -21,6 +21,13 @@ from appliance.store import Database
 
 # Deny by default: a token can do only what its scopes name.
 SCOPES: dict[str, str] = {
+    "calls:read": "calls, recordings and transcripts (operators: of their lines)",
+    "system:read": "system status",
+    "system:write": "system settings",
+    "lines:read": "lines and agent profiles",
+    "lines:write": "change lines and agent profiles",
+    "users:read": "list users",
+    "users:write": "create, reset and disable users",
     "rights:read": "list and read data subject requests",
     "rights:write": "create, verify, process, refuse and extend requests",
     "rights:export": "download access exports (personal data)",

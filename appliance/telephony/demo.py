@@ -168,7 +168,28 @@ async def run_demo(cfg: Config, console: Console) -> int:
     )
     console.print("[green]demo call OK[/green]" if ok else "[red]demo call incomplete[/red]")
     console.print(f"list CDRs any time with: callvault --config {cfg.source} calls")
+    await _admin_ui(cfg, console)
     return 0 if ok else 1
+
+
+async def _admin_ui(cfg: Config, console: Console) -> None:
+    """Leave the admin UI running and say how to log in."""
+    from appliance.admin import launch
+    from appliance.admin.services import open_services
+    from appliance.privacy.cli import operator
+
+    async with open_services(cfg) as svc:
+        name, password = await svc.users.demo_login(operator())
+    pid = await asyncio.to_thread(launch.ensure_running, cfg)
+    console.rule("[bold]Admin UI")
+    console.print(f"URL:       {launch.url(cfg)}   (pid {pid}; stop: callvault admin stop)")
+    console.print(f"certificate SHA-256 fingerprint: {launch.fingerprint(cfg)}")
+    if password is None:
+        console.print(f"user:      {name} (log in with the password you chose)")
+    else:
+        console.print(f"user:      {name}")
+        print(f"one-time password: {password}", flush=True)
+        console.print("(you choose your own password at the first login)")
 
 
 def _report(console: Console, result: DemoCall) -> None:

@@ -1,0 +1,1 @@
+"""Server-rendered admin pages (Jinja templates, no inline script: the CSP forbids it)."""
