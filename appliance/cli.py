@@ -73,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from appliance.server import run_until_signalled
 
     cfg = _config(args)
-    asyncio.run(run_until_signalled(cfg))
+    asyncio.run(run_until_signalled(cfg, admin=not args.no_admin))
     return 0
 
 
@@ -201,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["check"])
     c.set_defaults(fn=cmd_config_check)
 
-    s = sub.add_parser("serve", help="run the AMI client and the SIP agent")
+    s = sub.add_parser("serve", help="run the AMI client, the SIP agent and the admin listener")
+    s.add_argument(
+        "--no-admin",
+        action="store_true",
+        help="leave the admin UI/API to its own process (the callvault-admin systemd unit)",
+    )
     s.set_defaults(fn=cmd_serve)
 
     o = sub.add_parser("call", help="originate an outbound call connected to a line")
@@ -229,9 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_privacy_parser(sub, console)
 
+    from appliance.privacy.backup_cli import add_parser as add_backup_parser
+
+    add_backup_parser(sub, console)
+
+    from appliance.privacy.retention_cli import add_timer_parser
+
+    add_timer_parser(sub, console)
+
+    from appliance.voice.cli import add_parser as add_transcripts_parser
+
+    add_transcripts_parser(sub, console)
+
     from appliance.admin.cli import add_parser as add_admin_parser
 
     add_admin_parser(sub, console)
+
+    from appliance.voice.report_cli import add_parser as add_reports_parser
+
+    add_reports_parser(sub, console)
 
     d = sub.add_parser("demo", help="start everything and place a scripted call to the AI line")
     d.set_defaults(fn=cmd_demo)

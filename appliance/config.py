@@ -282,6 +282,21 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    """Encrypted backups: `callvault backup create|verify|restore|list|run`."""
+
+    dir: Path = Path("/var/lib/callvault/backups")
+    """Where archives go (default `<state_dir>/backups`). Point it at other media on a box
+    (the backup role's `/var/backups/callvault`); the master key never goes there."""
+    keep: int = 7
+    """How many verified archives `backup run` keeps; older ones are deleted."""
+    work_dir: Path | None = None
+    """Where create and verify unpack the database snapshot, which is not encrypted as a whole
+    (about the database's size): default the system temp dir (`$TMPDIR`, private to the
+    systemd unit). Never the backup media."""
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/callvault")
     """Database, secrets and encrypted recordings live here."""
@@ -296,6 +311,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     source: Path | None = None
 
     @property
@@ -345,6 +361,7 @@ def parse(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) ->
         network=_network(top.section("network")),
         privacy=_privacy(top.section("privacy")),
         admin=_admin(top.section("admin")),
+        backup=_backup(top.section("backup"), state_dir),
         source=source,
     )
     top.reject_unknown()
@@ -659,6 +676,16 @@ def _admin(s: _Section) -> AdminConfig:
         port=s.port("port", AdminConfig.port),
         tls_cert=cert,
         tls_key=key,
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _backup(s: _Section, state_dir: Path) -> BackupConfig:
+    cfg = BackupConfig(
+        dir=s.path("dir", state_dir / "backups"),
+        keep=s.integer("keep", BackupConfig.keep, lo=1, hi=1000),
+        work_dir=s.path("work_dir", None) if "work_dir" in s.raw else None,
     )
     s.reject_unknown()
     return cfg

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING
 
 from appliance.config import Config
 from appliance.models.manifest import ModelError
+from appliance.privacy import Privacy
 from appliance.store import Database
 from appliance.telephony.greeter import GreetAndRecord
 from appliance.telephony.service import TelephonyService
 from appliance.telephony.sip import PjRuntime, SipAgent
 from appliance.telephony.sip.agent import CallHandler
+from appliance.voice.postcall import PostCallPipeline, Reporter
 
 if TYPE_CHECKING:  # the voice stack (Whisper, llama.cpp, Piper) loads only when used
     from appliance.voice.agent import Recorder
@@ -44,6 +47,13 @@ def line_handler(cfg: Config, recorder: Recorder | None = None) -> CallHandler:
         return GreetAndRecord(cfg)
 
 
+def report_writer(cfg: Config, db: Database, privacy: Privacy) -> Reporter:
+    """The post-call report step (its LLM loads on the first report, not at start)."""
+    from appliance.voice.report import default_writer
+
+    return default_writer(cfg, db, privacy)
+
+
 class Appliance:
     def __init__(
         self,
@@ -52,10 +62,22 @@ class Appliance:
         *,
         handler: CallHandler | None = None,
         runtime: PjRuntime | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.cfg = cfg
         self.db = db
         self.telephony = TelephonyService(cfg, db)
+        # After hangup: transcripts of the recorded legs, then the report (appliance.voice).
+        # Batch work waits while calls are up: the live agent shares the CPU.
+        self.postcall = PostCallPipeline(
+            cfg,
+            db,
+            self.telephony.privacy,
+            recordings=self.telephony.recordings,
+            reporter=reporter or report_writer(cfg, db, self.telephony.privacy),
+            idle=lambda: not self.telephony.channels,
+        )
+        self.telephony.on_ingested = self.postcall.notify
         self.agent = SipAgent(
             handler=handler or line_handler(cfg, recorder=self.telephony),
             username=cfg.agent.username,
@@ -71,13 +93,16 @@ class Appliance:
     async def start(self) -> None:
         await self.telephony.start()
         try:
+            await self.postcall.start()  # resumes the jobs a previous run left unfinished
             await self.agent.start()
         except BaseException:
+            await self.postcall.stop()
             await self.telephony.stop()
             raise
 
     async def stop(self) -> None:
         try:
+            await self.postcall.stop()
             await self.agent.stop()
         finally:
             await self.telephony.stop()
@@ -90,12 +115,17 @@ class Appliance:
         await self.stop()
 
 
-async def run_until_signalled(cfg: Config) -> None:
+async def run_until_signalled(cfg: Config, *, admin: bool = True) -> None:
+    """Telephony, the SIP agent and (unless `admin` is false: systemd runs it as its own unit)
+    the admin UI and API, until SIGTERM or SIGINT."""
+    from appliance.admin.listener import admin_listener
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Database(cfg.database) as db, Appliance(cfg, db) as app:
+    listener = admin_listener(cfg) if admin else contextlib.nullcontext()
+    async with Database(cfg.database) as db, Appliance(cfg, db) as app, listener:
         log.warning(
             "callvault serving: AMI %s, agent %s registered, %d lines",
             app.telephony.ami.address,

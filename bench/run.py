@@ -10,6 +10,8 @@ Keys:
   sipp_concurrent_calls_ok   largest concurrent recorded-call count with 0 failures (sweep to 200;
                              every call answered, its CDR written, its recording ingested)
   sipp_calls_per_second      highest call rate with 0 failures (same checks), calls of 1 s
+  privacy group (`--only privacy`): DSAR lookup, erasure, export, encryption and retention on
+                             a synthetic store of 1 M calls; keys in bench/privacy.py
 """
 
 from __future__ import annotations
@@ -205,9 +207,22 @@ def write_results(new: dict[str, float]) -> None:
         "SmolLM2-135M, Piper joe); `turn_overhead_ratio` = the agent's own answer time / "
         "(endpoint wait + STT + LLM first sentence + TTS first audio) in the same turns. "
         "Figures are from one machine shared with other work: compare ratios, not absolutes.",
+        "`stt_rtf_batch`: post-call transcription of a ~25 s caller leg (decrypt in memory, "
+        "whisper-base with word timestamps on half the cores, seal, index, store) in seconds "
+        "per audio second; `stt_rtf_vs_bare`: that ÷ bare faster-whisper on the same plaintext "
+        "file with the same model and settings (median of alternated pairs).",
         "",
+        *_privacy_notes(merged),
     ]
     (RESULTS / "latest.md").write_text("\n".join(lines))
+
+
+def _privacy_notes(merged: dict[str, Any]) -> list[str]:
+    if "privacy_bench_calls" not in merged:
+        return []
+    from bench import privacy
+
+    return [privacy.notes(int(merged["privacy_bench_calls"])), ""]
 
 
 def _cores() -> int:
@@ -221,7 +236,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sweep (smoke test of the bench)")
     ap.add_argument(
         "--only",
-        choices=["telephony", "voice", "provisioning"],
+        choices=["telephony", "voice", "provisioning", "egress", "privacy"],
         help="run one group (the others keep their previous figures in latest.json)",
     )
     args = ap.parse_args()
@@ -250,6 +265,12 @@ def main() -> int:
             voice_results = voice.run(cfg, tmp, args.quick)
             console.print(voice_results)
             results.update(voice_results)
+            from bench import transcribe
+
+            console.print("[bold]Post-call transcription vs bare faster-whisper")
+            stt_results = transcribe.run(cfg, tmp, args.quick)
+            console.print(stt_results)
+            results.update(stt_results)
         if args.only in (None, "provisioning"):
             from bench import provisioning
 
@@ -258,6 +279,16 @@ def main() -> int:
             console.print(prov)
             # A negative figure means "not measured yet": leave the key out rather than report it.
             results.update({k: v for k, v in prov.items() if v >= 0})
+        if args.only in (None, "provisioning", "egress"):
+            from bench import egress
+
+            console.print("[bold]Egress: a call with the box in a namespace (bench/egress.py)")
+            results.update(egress.run(log=lambda m: console.print(m, markup=False)))
+        if args.only in (None, "privacy"):
+            from bench import privacy
+
+            console.print("[bold]Privacy: DSAR lookup, erasure, export, encryption, retention")
+            console.print(privacy.run(results, quick=args.quick))
     write_results(results)
     console.print_json(json.dumps(results))
     return 0

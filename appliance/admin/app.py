@@ -34,6 +34,7 @@ from appliance.admin.api import rights as rights_api
 from appliance.admin.auth import PUBLIC, AdminAuth, LoginRequired, PasswordChangeRequired
 from appliance.admin.services import Services, open_services
 from appliance.admin.ui import calls as calls_ui
+from appliance.admin.ui import privacy as privacy_ui
 from appliance.admin.ui import session as session_ui
 from appliance.config import Config
 from appliance.errors import CallvaultError
@@ -130,6 +131,7 @@ ROUTES: list[Any] = [
     calls_ui.calls,
     calls_ui.call_detail,
     calls_ui.audio,
+    *privacy_ui.ROUTES,
 ]
 
 

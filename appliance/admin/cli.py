@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,11 @@ def _when(ts: float | None) -> str:
 def serve(cfg: Config, console: Console, *, tls: bool = True) -> int:
     import uvicorn
 
-    from appliance.admin.app import create_app
-    from appliance.admin.tls import ensure_certificate
+    from appliance.admin.listener import uvicorn_config
 
-    ssl: dict[str, Any] = {}
-    scheme = "http"
-    if tls:
-        cert, key = ensure_certificate(cfg)
-        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-        scheme = "https"
+    scheme = "https" if tls else "http"
     console.print(f"admin API on {scheme}://{cfg.admin.bind}:{cfg.admin.port}/ (schema: /schema)")
-    uvicorn.run(
-        create_app(cfg),
-        host=cfg.admin.bind,
-        port=cfg.admin.port,
-        log_level="warning",
-        server_header=False,
-        **ssl,
-    )
+    uvicorn.Server(uvicorn_config(cfg, tls=tls)).run()
     return 0
 
 
@@ -86,13 +74,22 @@ async def _users(cfg: Config, args: argparse.Namespace, console: Console) -> int
 
     async with open_services(cfg) as svc:
         if args.action == "init":
-            first = await svc.users.first_admin(operator())
+            first = await svc.users.first_admin(operator(), args.name or "admin")
             if first is None:
                 console.print("users exist already: no first admin created")
                 return 0
             name, password = first
-            print(f"first admin: user {name}, one-time password {password}", flush=True)
-            console.print("(shown once; it must be changed at the first login)")
+            if args.password_file:
+                # For the installer: the password goes to a root-only file, not to a log.
+                target = Path(args.password_file)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(f"{name} {password}\n")
+                console.print(f"first admin {name}: one-time password written to {target}")
+            else:
+                print(f"first admin: user {name}, one-time password {password}", flush=True)
+                console.print("(shown once; it must be changed at the first login)")
         elif args.action == "create":
             if not args.name or not args.role:
                 console.print("usage: callvault admin user create NAME --role ROLE [--line L]")
@@ -134,6 +131,7 @@ def add_parser(sub: Any, console: Console) -> None:
     u.add_argument("name", nargs="?")
     u.add_argument("--role", choices=["admin", "dpo", "operator", "auditor"])
     u.add_argument("--line", action="append", default=[], help="operators: a line they work on")
+    u.add_argument("--password-file", help="init: write the one-time password here (0600)")
     u.set_defaults(fn=lambda args: asyncio.run(_users(_load(args), args, console)))
 
 

@@ -173,11 +173,11 @@ class Users:
         )
         return password
 
-    async def first_admin(self, actor: Actor) -> tuple[str, str] | None:
+    async def first_admin(self, actor: Actor, name: str = "admin") -> tuple[str, str] | None:
         """At install: the first admin and its one-time password; None if users exist."""
         if await self.db.count_users() > 0:
             return None
-        return "admin", await self.create("admin", "admin", actor)
+        return name, await self.create(name, "admin", actor)
 
     async def demo_login(self, actor: Actor) -> tuple[str, str | None]:
         """For `callvault demo`: the admin's name and a one-time password while the admin has

@@ -12,6 +12,10 @@ from appliance.errors import CallvaultError
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
 ROLES = ("stt", "llm", "tts", "vad")
 PROFILE_SLOTS = ("stt_live", "stt_batch", "llm", "tts", "vad")
+OPTIONAL_SLOTS = ("stt_live_multi",)
+"""`stt_live_multi`: the multilingual Whisper that live lines in another language than English
+(or `auto`) hear with, when `stt_live` is English-only."""
+MULTILINGUAL = "multi"
 
 
 class ModelError(CallvaultError):
@@ -54,6 +58,13 @@ class Manifest:
         except KeyError:
             raise ModelError(f"no model {name!r} in the manifest") from None
 
+    def voice_for(self, language: str) -> ModelEntry | None:
+        """The manifest's voice (TTS model) for an ISO 639-1 language; one per language."""
+        return next(
+            (e for e in self.models.values() if e.role == "tts" and e.language == language),
+            None,
+        )
+
     def profile(self, name: str) -> dict[str, ModelEntry]:
         try:
             slots = self.profiles[name]
@@ -80,9 +91,27 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
         if missing:
             raise ModelError(f"{path}: profiles.{pname}: missing {', '.join(missing)}")
         for slot, model in slots.items():
+            if slot not in PROFILE_SLOTS and slot not in OPTIONAL_SLOTS:
+                raise ModelError(f"{path}: profiles.{pname}.{slot}: unknown slot")
             if model not in models:
                 raise ModelError(f"{path}: profiles.{pname}.{slot}: unknown model {model!r}")
+        multi = slots.get("stt_live_multi")
+        if multi is not None and models[multi].language != MULTILINGUAL:
+            raise ModelError(
+                f"{path}: profiles.{pname}.stt_live_multi: {multi!r} is not multilingual "
+                f"(its language is {models[multi].language!r})"
+            )
         profiles[pname] = dict(slots)
+    voices: dict[str, str] = {}
+    for entry in models.values():
+        if entry.role != "tts":
+            continue
+        if entry.language in voices:
+            raise ModelError(
+                f"{path}: two voices for language {entry.language!r} "
+                f"({voices[entry.language]!r} and {entry.name!r}); one voice per language"
+            )
+        voices[entry.language] = entry.name
     return Manifest(models=models, profiles=profiles)
 
 

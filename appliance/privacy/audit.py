@@ -8,6 +8,11 @@ personal data, so the log survives erasure without keeping what was erased.
 
 Limit: dropping the newest rows leaves a valid shorter chain; `verify` reports the head (seq,
 hash) so an operator or a backup can pin it, and later work can anchor it off-box.
+
+Retention drops the oldest rows only as a prefix, under a checkpoint: a sealed
+`audit.checkpoint` row names the last dropped row's seq and hash (appliance.privacy.retention).
+`verify` starts after the newest checkpoint and requires the newest sealed checkpoint row to
+name the same row and hash, so a prefix dropped any other way still fails.
 """
 
 from __future__ import annotations
@@ -42,6 +47,19 @@ class Verification:
     head_hash: str
     first_bad_seq: int | None = None
     reason: str = ""
+    sealed_through: int = 0
+    """Rows up to this seq were dropped by retention under a verified checkpoint."""
+
+
+CHECKPOINT_ACTION = "audit.checkpoint"
+
+
+def _checkpoint_claim(detail: str) -> tuple[int, str] | None:
+    try:
+        d = json.loads(detail)
+        return int(d["upto_seq"]), str(d["upto_hash"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _digest(key: bytes, entry: AuditEntry, seq: int, prev: str) -> str:
@@ -91,7 +109,11 @@ class AuditLog:
     async def verify(self, page: int = 5000) -> Verification:
         key = await self.keyring.system_key("audit")
         prev, expected_seq, rows = AUDIT_GENESIS, 1, 0
-        after = 0
+        cp = await self.db.audit_checkpoint()
+        if cp is not None:
+            prev, expected_seq = str(cp["upto_hash"]), int(cp["upto_seq"]) + 1
+        claimed: tuple[int, str] | None = None
+        after = expected_seq - 1
         while batch := await self.db.audit_rows(after_seq=after, limit=page):
             for r in batch:
                 seq = int(r["seq"])
@@ -116,6 +138,20 @@ class AuditLog:
                     return Verification(
                         False, rows, seq - 1, prev, first_bad_seq=seq, reason=reason
                     )
+                if entry.action == CHECKPOINT_ACTION:
+                    claimed = _checkpoint_claim(entry.detail)
                 prev, expected_seq, rows = str(r["hash"]), seq + 1, rows + 1
             after = int(batch[-1]["seq"])
-        return Verification(True, rows, expected_seq - 1, prev)
+        if cp is None:
+            return Verification(True, rows, expected_seq - 1, prev)
+        upto = int(cp["upto_seq"])
+        if claimed != (upto, str(cp["upto_hash"])):
+            return Verification(
+                False,
+                rows,
+                expected_seq - 1,
+                prev,
+                first_bad_seq=upto + 1,
+                reason=f"rows up to {upto} are gone but no sealed checkpoint row vouches for it",
+            )
+        return Verification(True, rows, expected_seq - 1, prev, sealed_through=upto)

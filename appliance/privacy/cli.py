@@ -79,6 +79,8 @@ async def audit_verify(args: argparse.Namespace, privacy: Privacy, console: Cons
             f"({v.rows} rows before it verify)"
         )
     console.print(f"audit chain OK: {v.rows} rows, head {v.head_seq} {v.head_hash}")
+    if v.sealed_through:
+        console.print(f"rows 1-{v.sealed_through} dropped by retention under a sealed checkpoint")
     return 0
 
 
@@ -189,3 +191,11 @@ def add_parser(sub: Any, console: Console) -> None:
     from appliance.privacy.rights.cli import add_parsers as add_rights_parsers
 
     add_rights_parsers(psub, lambda fn: _run(fn, console))
+
+    from appliance.privacy.governance_cli import add_parsers as add_governance_parsers
+
+    add_governance_parsers(psub, lambda fn: _run(fn, console), console)
+
+    from appliance.privacy.retention_cli import add_parsers as add_retention_parsers
+
+    add_retention_parsers(psub, lambda fn: _run(fn, console))

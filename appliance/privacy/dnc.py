@@ -126,9 +126,17 @@ class DncList:
         """
         try:
             data = await asyncio.to_thread(path.read_bytes)
-            text = data.decode("utf-8-sig")
         except OSError as exc:
             raise DncError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return await self.import_bytes(data, str(path), source=source, actor=actor)
+
+    async def import_bytes(
+        self, data: bytes, name: str, *, source: str, actor: Actor
+    ) -> ImportReport:
+        """`import_csv` for an upload held in memory (numbers never land in a temp file)."""
+        path = name
+        try:
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise DncError(f"{path} is not UTF-8 text (byte {exc.start})") from None
         reader = csv.DictReader(io.StringIO(text, newline=""))

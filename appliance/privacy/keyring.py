@@ -4,6 +4,7 @@
       ├─ keyring 'index'  HMAC key of the blind indexes (phone numbers, e-mails)
       ├─ keyring 'values' seals values the box keeps beyond erasure (do-not-call numbers)
       ├─ keyring 'audit'  HMAC key of the audit chain
+      ├─ keyring 'search' HMAC key of the transcript search tokens (words never stored)
       └─ subjects.wrapped_key, one data key per subject
             └─ file keys: HKDF(data keys of all the file's subjects, per-file salt, context)
 
@@ -29,7 +30,7 @@ from appliance.store import Database, SubjectDraft
 
 log = logging.getLogger(__name__)
 
-SystemKey = Literal["index", "values", "audit"]
+SystemKey = Literal["index", "values", "audit", "search"]
 
 
 class KeyShreddedError(crypto.CryptoError):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from appliance.config import Config
 from appliance.privacy.audit import AuditLog
+from appliance.privacy.breach import BreachRegister
 from appliance.privacy.dnc import DncList
 from appliance.privacy.files import FileVault
 from appliance.privacy.keyring import Keyring
 from appliance.privacy.master import KeyFile, MasterKeySource, PassphraseKey
+from appliance.privacy.review import ReviewQueue
 from appliance.privacy.subjects import Subjects
 from appliance.store import Database
 
@@ -36,3 +38,5 @@ class Privacy:
         )
         self.dnc = DncList(db, self.keyring, self.subjects, self.audit)
         self.files = FileVault(self.keyring)
+        self.review = ReviewQueue(db, self.audit, region=cfg.privacy.default_region)
+        self.breaches = BreachRegister(db, self.audit, region=cfg.privacy.default_region)

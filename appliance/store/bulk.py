@@ -116,10 +116,3 @@ class BulkSql(StoreBase):
             (kind,),
         ) as cur:
             return [(int(r[0]), bytes(r[1]), int(r[2]), int(r[3])) for r in await cur.fetchall()]
-
-    async def explain(self, sql: str, args: Sequence[Any] = ()) -> list[str]:
-        """EXPLAIN QUERY PLAN of a read-only statement (benchmark reports)."""
-        if not sql.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE", "WITH")):
-            raise StoreError("explain takes one SELECT, DELETE, UPDATE or WITH statement")
-        async with self.db.execute("EXPLAIN QUERY PLAN " + sql, args) as cur:
-            return [str(r[3]) for r in await cur.fetchall()]

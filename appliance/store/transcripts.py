@@ -146,8 +146,8 @@ class TranscriptSql(StoreBase):
                     list(part),
                 )
                 n += max(cur.rowcount, 0)
-            if n:
-                await self._optimize_index()
+            # Also when none was left (a cascade took them): the index still needs the merge.
+            await self._optimize_index()
             if audit is not None:
                 await self._audit_append(*audit)
             return n
@@ -164,16 +164,6 @@ class TranscriptSql(StoreBase):
         # FTS5 deletes add tombstones to new index segments; the old segments keep the
         # deleted rows' tokens until merged. 'optimize' merges everything into one segment.
         await self.db.execute("INSERT INTO transcript_fts (transcript_fts) VALUES ('optimize')")
-
-    async def purge_transcript_index(self) -> None:
-        """After rows left by a cascade (an erasure deleting calls): merge the index so the
-        deleted tokens are gone, zero the freed pages, checkpoint the WAL."""
-        await self.db.execute("PRAGMA secure_delete = ON")
-        try:
-            await self._tx(self._optimize_index)
-        finally:
-            await self.db.execute("PRAGMA secure_delete = OFF")
-        await self.checkpoint()
 
     async def search_token(self, token: str) -> list[dict[str, Any]]:
         """Segments whose words include the keyed token, with their transcript's call."""
@@ -249,9 +239,7 @@ class TranscriptSql(StoreBase):
 
         return bool(await self._tx(body))
 
-    async def post_call_failed(
-        self, call_id: str, *, error: str, next_at: float, at: float
-    ) -> int:
+    async def post_call_failed(self, call_id: str, *, error: str, next_at: float, at: float) -> int:
         """Record a failed attempt; the job waits until `next_at`. Returns the attempts."""
 
         async def body() -> int:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,9 @@ class TelephonyService:
         self._ingest_scheduled: set[str] = set()
         self._last_activity: dict[str, float] = {}
         self._pending_cdrs: dict[str, int] = {}
+        # Called with the call id once a finished call's recordings are stored (the post-call
+        # pipeline: their rows already queued its job; this only wakes it).
+        self.on_ingested: Callable[[str], None] | None = None
 
     # ---- lifecycle
     async def start(self) -> None:
@@ -217,6 +220,8 @@ class TelephonyService:
                 )
             rows = await self.recordings.ingest_call(call_id)
             self.stats.recordings += len(rows)
+            if rows and self.on_ingested is not None:
+                self.on_ingested(call_id)
         finally:
             self._ingest_scheduled.discard(call_id)
 

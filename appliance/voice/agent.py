@@ -1,11 +1,16 @@
 """The voice agent on one call: listen, decide the turn is over, answer while still thinking.
 
 Latency comes from overlapping the stages instead of running them one after another:
-- the caller's audio is transcribed speculatively at the first silent VAD window, so the
-  transcript is usually ready when the endpoint fires (and a complete sentence shortens the
-  endpoint wait);
-- the LLM's reply is cut into sentences as tokens arrive and each is spoken by Piper while the
-  LLM goes on;
+- at the first silent VAD window the caller's words are transcribed and the answer is prepared
+  at once (speculation): the LLM's first clause and Piper's audio for it are ready while the
+  endpoint is still waiting to be sure the caller has finished. The audio is held until the
+  endpoint confirms the turn, and thrown away if the caller goes on speaking (the next pause
+  starts over with all the words). What was transcribed at the pause is the whole turn: after it
+  there was only silence;
+- a transcript that reads as a complete sentence shortens the endpoint wait;
+- the LLM's reply is cut into pieces as tokens arrive (the first at a clause boundary) and each
+  is spoken by Piper while the LLM goes on; the call's own llama.cpp context keeps the system
+  prompt and the conversation evaluated between turns;
 - caller speech during the agent's audio stops it at once (barge-in) and the interrupted text
   is recorded as such.
 """
@@ -30,12 +35,15 @@ from appliance.telephony.greeter import CALL_HEADER, LINE_HEADER
 from appliance.telephony.sip import SipCall
 from appliance.voice.audio import Upsampler
 from appliance.voice.engines import VoiceEngines
+from appliance.voice.languages import AUTO, instruction
+from appliance.voice.llm import LlmSession, Piece, conversation, trim_history
 from appliance.voice.stt import Transcription
-from appliance.voice.vad import Endpointer, SileroVad
+from appliance.voice.vad import Endpointer, SileroVad, looks_complete
 
 log = logging.getLogger(__name__)
 
-PRE_ROLL_S = 0.3  # audio kept from before the VAD fired: word onsets are quiet
+PRE_ROLL_S = 0.5  # audio kept from before the VAD fired: word onsets are quiet, and Silero
+# is unsure of some ("Where is the…" reached 0.5 only at "clinic")
 
 
 @dataclass
@@ -48,12 +56,29 @@ class Turn:
 
 @dataclass
 class TurnTiming:
+    """One answered turn. The stage times are each stage's own duration; with speculation they
+    overlap the endpoint wait, so `answer_ms` can be less than their sum."""
+
     endpoint_wait_ms: float
+    """Silence the endpoint waited before confirming the turn."""
     stt_ms: float
+    """Whisper on the turn's audio (started at the first silent window)."""
     llm_first_ms: float
+    """LLM request → its first speakable piece (the first clause)."""
     tts_first_ms: float
+    """That piece → Piper's first audio for it."""
     answer_ms: float
     """End of caller speech → the agent's first audio queued on the call."""
+    llm_ttft_ms: float = 0.0
+    """LLM request → first token (evaluation of the turn's new prompt tokens included)."""
+    held_ms: float = 0.0
+    """How long the answer's audio was ready before the endpoint confirmed the turn."""
+    speculative: bool = False
+    """The answer was prepared before the endpoint fired (audio held, then released)."""
+
+    @property
+    def stages_ms(self) -> float:
+        return self.endpoint_wait_ms + self.stt_ms + self.llm_first_ms + self.tts_first_ms
 
 
 class Recorder(Protocol):
@@ -103,6 +128,8 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     timings: list[TurnTiming] = field(default_factory=list)
     dtmf: str = ""
+    language: str = ""
+    """The language the call was held in (the line's, or Whisper's detection on "auto")."""
 
 
 class VoiceAgent:
@@ -136,6 +163,23 @@ class VoiceAgent:
                 self.on_done(convo)
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A caller turn being answered before the endpoint has confirmed it."""
+
+    audio: npt.NDArray[np.float32]
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the endpoint confirms the turn: held audio may play, side effects may happen."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set when the turn is abandoned (the caller went on) or the call ends: workers stop."""
+    t_end: float = 0.0
+    silence_ms: float = 0.0
+    task: asyncio.Task[None] | None = None
+    """The turn: transcript, then the answer."""
+    answer: asyncio.Task[None] | None = None
+    """The answer being prepared or spoken (barge-in cancels it)."""
+
+
 class _Session:
     def __init__(
         self, agent: VoiceAgent, call: SipCall, line: LineConfig | None, convo: Conversation
@@ -149,10 +193,23 @@ class _Session:
         self.vad = SileroVad(self.engines.vad_model)
         self.endpoint = Endpointer()
         self.up = Upsampler()
-        self.history: list[dict[str, str]] = [{"role": "system", "content": self._prompt()}]
+        plan = self.engines.plan(line)
+        self.stt = self.engines.stt_for(plan)
+        self.tts = self.engines.voice(plan.voice)
+        self.language: str | None = None if plan.language == AUTO else plan.language
+        """None until Whisper has detected the caller's language (an "auto" line)."""
+        convo.language = self.language or ""
+        self.system = self._prompt() + instruction(plan.language)
+        self.history: list[dict[str, str]] = []
+        """The conversation after the system prompt (user/assistant messages)."""
+        self.llm: LlmSession | None = None
         self.utterance: list[npt.NDArray[np.float32]] = []
         self.pre_roll: list[npt.NDArray[np.float32]] = []
-        self.speculative: tuple[int, asyncio.Task[Transcription]] | None = None
+        self.pending: _Pending | None = None
+        """The turn being prepared while the endpoint waits."""
+        self.confirmed: _Pending | None = None
+        """The last turn the endpoint confirmed (until the caller speaks again)."""
+        self.turn_tasks: set[asyncio.Task[None]] = set()
         self.responding: asyncio.Task[None] | None = None
         self.speaking_text = ""
         self.consent: asyncio.Future[tuple[str, str]] | None = None
@@ -169,6 +226,9 @@ class _Session:
         return time.monotonic() - self.t0
 
     async def run(self) -> None:
+        # The call's own LLM context, with the system prompt evaluated while the greeting plays.
+        self.llm = await asyncio.to_thread(self.engines.llm.session)
+        prefill = asyncio.create_task(asyncio.to_thread(self.llm.prefill, self.system))
         dtmf = asyncio.create_task(self._collect_dtmf())
         listening = asyncio.create_task(self._listen())
         try:
@@ -181,19 +241,22 @@ class _Session:
                 self.responding = asyncio.create_task(self._speak_text(greeting))
             await listening
         finally:
-            for task in (
-                dtmf,
-                listening,
-                self.responding,
-                self.speculative[1] if self.speculative else None,
-            ):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(dtmf, listening, return_exceptions=True)
+            self._abandon()
+            tasks = [dtmf, listening, *self.turn_tasks]
+            if self.responding is not None:
+                tasks.append(self.responding)
+            for task in tasks:
+                task.cancel()
+            # Turn tasks stop their worker threads before they finish: after this gather no
+            # thread uses the LLM context any more, and it can go back to the pool.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await prefill
+            self.llm.close()
 
     async def _listen(self) -> None:
         async for frame in self.call.frames():
-            await self._on_frame(frame)
+            self._on_frame(frame)
             if len(self.convo.timings) >= self.agent.max_turns:
                 break
 
@@ -234,7 +297,9 @@ class _Session:
         log.info("call %s: recording consent %s (%s)", self.convo.call_id, decision, method)
         return decision == "given"
 
-    async def _on_frame(self, frame: bytes) -> None:
+    # ---- hearing: VAD, endpoint, speculation (on the event loop, frame by frame) -----------
+
+    def _on_frame(self, frame: bytes) -> None:
         samples = self.up(frame)
         if self.endpoint.in_speech:
             self.utterance.append(samples)
@@ -246,70 +311,120 @@ class _Session:
             event = self.endpoint.update(prob)
             if event == "start":
                 self.utterance = list(self.pre_roll)
-                self.speech_started = self.now()
                 self._barge_in()
             elif event == "pause":
                 self._speculate()
             elif event == "resume":
-                self.speculative = None
+                self._abandon()
             elif event == "end":
-                await self._end_of_turn()
+                self._end_of_turn()
 
     def _barge_in(self) -> None:
+        """The caller speaks: whatever the agent is saying or about to say stops now."""
+        confirmed, self.confirmed = self.confirmed, None
+        if confirmed is not None:
+            # Its words are still recorded (`_turn` goes on to the commit); only the answer stops.
+            confirmed.stop.set()
+            if confirmed.answer is not None:
+                confirmed.answer.cancel()
         if self.call.playback_pending_bytes > 0 or (self.responding and not self.responding.done()):
             self.call.clear_playback()
             if self.responding is not None:
                 self.responding.cancel()
-            if self.speaking_text:
-                self.convo.turns.append(
-                    Turn("agent", self.speaking_text, self.now(), interrupted=True)
-                )
-                self.speaking_text = ""
+        if self.speaking_text:
+            self.convo.turns.append(Turn("agent", self.speaking_text, self.now(), interrupted=True))
+            # What the caller heard of it is part of the conversation the LLM continues.
+            self.history.append({"role": "assistant", "content": self.speaking_text})
+            self.speaking_text = ""
 
     def _audio(self) -> npt.NDArray[np.float32]:
         return np.concatenate(self.utterance) if self.utterance else np.zeros(0, np.float32)
 
-    def _speculate(self) -> None:
-        audio = self._audio()
-        task = asyncio.create_task(asyncio.to_thread(self.engines.stt.transcribe, audio))
-        self.speculative = (len(audio), task)
-        task.add_done_callback(self._maybe_complete)
+    def _speculate(self) -> _Pending:
+        """First silent window: transcribe what was said and prepare the answer now."""
+        self._abandon()
+        pending = _Pending(audio=self._audio())
+        pending.task = asyncio.create_task(self._turn(pending))
+        self.turn_tasks.add(pending.task)
+        pending.task.add_done_callback(self.turn_tasks.discard)
+        self.pending = pending
+        return pending
 
-    def _maybe_complete(self, task: asyncio.Task[Transcription]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        if self.speculative is not None and self.speculative[1] is task:
-            self.endpoint.sentence_complete = task.result().text.rstrip().endswith((".", "?", "!"))
+    def _abandon(self) -> None:
+        """The caller went on speaking: the prepared answer is not for what they will say."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.stop.set()
+            if pending.task is not None:
+                pending.task.cancel()
 
-    async def _end_of_turn(self) -> None:
-        t_end = time.monotonic()
-        silence_ms = float(self.endpoint.last_silence_ms)
-        audio = self._audio()
-        # The speculative run covered everything up to the first silent window; what came
-        # after is silence, so its transcript is the turn's.
-        spec = self.speculative
-        self.speculative = None
-        t_stt = time.monotonic()
-        if spec is not None:
-            result = await spec[1]
-        else:
-            result = await asyncio.to_thread(self.engines.stt.transcribe, audio)
-        stt_ms = (time.monotonic() - t_stt) * 1000
+    def _end_of_turn(self) -> None:
+        pending = self.pending if self.pending is not None else self._speculate()
+        self.pending = None
+        pending.t_end = time.monotonic()
+        pending.silence_ms = float(self.endpoint.last_silence_ms)
+        pending.go.set()
+        self.confirmed = pending
         self.utterance = []
+
+    # ---- one turn: transcript, then the answer (held until the endpoint confirms) ----------
+
+    async def _turn(self, pending: _Pending) -> None:
+        t_stt = time.monotonic()
+        result = await asyncio.to_thread(
+            self.stt.transcribe, pending.audio, self.language, abandoned=pending.stop
+        )
+        stt_ms = (time.monotonic() - t_stt) * 1000
         text = result.text.strip()
+        if self.pending is pending:
+            self.endpoint.sentence_complete = looks_complete(text)
         if not text:
             return
+        if self.language is None:
+            await self._language_heard(result)
+        asking_consent = self.consent is not None and not self.consent.done()
+        if asking_consent or (self._can_transfer() and wants_a_human(text)):
+            await pending.go.wait()
+            self._commit(text)
+            if asking_consent:
+                decision = consent_from_speech(text)
+                if decision is not None and self.consent is not None and not self.consent.done():
+                    self.consent.set_result((decision, "speech"))
+            elif not pending.stop.is_set():
+                self.responding = asyncio.create_task(self._hand_over())
+            return
+        messages = conversation(self.system, [*self.history, {"role": "user", "content": text}])
+        pending.answer = asyncio.create_task(self._respond(pending, messages, stt_ms))
+        try:
+            await pending.go.wait()
+        except asyncio.CancelledError:
+            pending.answer.cancel()
+            raise
+        # Confirmed: the caller's words count even if they talk over the answer.
+        self._commit(text)
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending.answer
+
+    async def _language_heard(self, result: Transcription) -> None:
+        """An "auto" line: the first words fix the call's language, and the voice follows."""
+        self.language = result.language or "en"
+        self.convo.language = self.language
+        voice = await asyncio.to_thread(self.engines.voice_for_language, self.language)
+        if voice is None:
+            log.warning(
+                "call %s: the caller speaks %r and no voice for it is installed; "
+                "answering in English",
+                self.convo.call_id,
+                self.language,
+            )
+            return
+        self.tts = voice
+        self.system += instruction(self.language)
+
+    def _commit(self, text: str) -> None:
         self.convo.turns.append(Turn("caller", text, self.now()))
-        if self.consent is not None and not self.consent.done():
-            decision = consent_from_speech(text)
-            if decision is not None:
-                self.consent.set_result((decision, "speech"))
-            return
-        if self._can_transfer() and wants_a_human(text):
-            self.responding = asyncio.create_task(self._hand_over())
-            return
         self.history.append({"role": "user", "content": text})
-        self.responding = asyncio.create_task(self._respond(t_end, silence_ms, stt_ms))
+        trim_history(self.history)
 
     def _can_transfer(self) -> bool:
         return bool(self.line and self.line.transfer_to and self.agent.recorder is not None)
@@ -327,22 +442,28 @@ class _Session:
             log.error("call %s: transfer failed: %s", self.convo.call_id, exc)  # noqa: TRY400
             await self._speak_text("Sorry, I cannot reach a colleague right now.")
 
-    async def _respond(self, t_end: float, silence_ms: float, stt_ms: float) -> None:
+    async def _respond(
+        self, pending: _Pending, messages: list[dict[str, str]], stt_ms: float
+    ) -> None:
+        """Generate and synthesise the answer now; play it once the endpoint confirms."""
+        assert self.llm is not None
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, bytes | None, float] | None] = asyncio.Queue()
-        stop = threading.Event()
-        t_llm = time.monotonic()
+        queue: asyncio.Queue[tuple[Piece, bytes, float, float] | None] = asyncio.Queue()
+        stop, llm, tts = pending.stop, self.llm, self.tts
 
         def produce() -> None:
-            # LLM sentences feed Piper in this one worker: on two cores a second thread only
-            # adds contention, and the next sentence is generated while this one plays.
+            # LLM pieces feed Piper in this one worker: the model steps run one at a time anyway
+            # (the compute gate), and the next piece is generated while this one plays.
             try:
-                for sentence in self.engines.llm.sentences(self.history[-9:]):
-                    t_sentence = time.monotonic()
-                    for pcm in self.engines.tts.speak(sentence):
+                first = True
+                for piece in llm.pieces(messages, stop=stop):
+                    t_piece = time.monotonic()
+                    for pcm in tts.speak(piece.text, urgent=first, trim=first):
                         if stop.is_set():
                             return
-                        loop.call_soon_threadsafe(queue.put_nowait, (sentence, pcm, t_sentence))
+                        item = (piece, pcm, t_piece, time.monotonic())
+                        loop.call_soon_threadsafe(queue.put_nowait, item)
+                    first = False
                     if stop.is_set():
                         return
             finally:
@@ -350,28 +471,35 @@ class _Session:
 
         worker = loop.run_in_executor(None, produce)
         spoken: list[str] = []
-        first = True
+        committed = False
         try:
             while (item := await queue.get()) is not None:
-                sentence, pcm, t_sentence = item
-                if pcm is None:
-                    continue
-                if first:
+                piece, pcm, t_piece, t_audio = item
+                if not committed:
+                    ready = time.monotonic()
+                    await pending.go.wait()  # held until the endpoint confirms the turn
+                    if stop.is_set():
+                        return
                     now = time.monotonic()
+                    committed = True
                     self.convo.timings.append(
                         TurnTiming(
-                            endpoint_wait_ms=silence_ms,
+                            endpoint_wait_ms=pending.silence_ms,
                             stt_ms=stt_ms,
-                            llm_first_ms=(t_sentence - t_llm) * 1000,
-                            tts_first_ms=(now - t_sentence) * 1000,
-                            answer_ms=(now - t_end) * 1000 + silence_ms,
+                            llm_first_ms=piece.ready_s * 1000,
+                            tts_first_ms=(t_audio - t_piece) * 1000,
+                            answer_ms=(now - pending.t_end) * 1000 + pending.silence_ms,
+                            llm_ttft_ms=piece.first_token_s * 1000,
+                            held_ms=max(0.0, pending.t_end - ready) * 1000,
+                            speculative=ready < pending.t_end,
                         )
                     )
-                    first = False
-                if not spoken or spoken[-1] != sentence:
-                    spoken.append(sentence)
+                if not spoken or spoken[-1] != piece.text:
+                    spoken.append(piece.text)
                     self.speaking_text = " ".join(spoken)
                 self.call.play(pcm)
+            if not committed:  # the LLM said nothing
+                return
             reply = " ".join(spoken)
             await self.call.wait_played()
             self.convo.turns.append(Turn("agent", reply, self.now()))
@@ -383,7 +511,10 @@ class _Session:
                 await worker
 
     async def _speak_text(self, text: str) -> None:
-        pcm = b"".join(await asyncio.to_thread(lambda: list(self.engines.tts.speak(text))))
+        tts = self.tts
+        pcm = b"".join(
+            await asyncio.to_thread(lambda: list(tts.speak(text, urgent=True, trim=True)))
+        )
         self.speaking_text = text
         self.call.play(pcm)
         await self.call.wait_played()

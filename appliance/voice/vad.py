@@ -51,21 +51,46 @@ class SileroVad:
         return probs
 
 
+# A transcript ending in one of these words is not a finished thought even with a full stop.
+_DANGLING = frozenset({
+    "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "for", "with", "my",
+    "your", "at", "in", "on", "um", "uh", "er", "like", "then",
+})  # fmt: skip
+
+
+def looks_complete(text: str) -> bool:
+    """The caller's words so far read as a finished sentence (ends the turn sooner).
+
+    Whisper ends nearly everything with a full stop, "Hi." and "Thank you." included, which are
+    often followed by more after a breath; so a statement needs three words and must not end
+    on a word that announces more. A question needs two.
+    """
+    t = text.strip()
+    if not t.endswith((".", "?", "!")):
+        return False
+    words = t.rstrip(".?!").split()
+    if not words or words[-1].lower().strip(",;:") in _DANGLING:
+        return False
+    return len(words) >= (2 if t.endswith("?") else 3)
+
+
 @dataclass
 class Endpointer:
     """Turns speech probabilities into turn events.
 
     Speech starts after `start_ms` of speech; a turn ends after `end_ms` of silence, or after
-    `end_ms_complete` when the caller's words so far already form a complete sentence (the
-    streaming transcript ends in . ? !) — answering sooner without cutting off a pause
-    mid-sentence.
+    `end_ms_complete` when the caller's words so far already read as a complete sentence
+    (`looks_complete` on the speculative transcript). The scripted callers' longest pause inside
+    a sentence is 224 ms (Piper at a comma), real callers pause longer mid-thought than after a
+    finished sentence; the agent's answer is prepared during the wait (speculation), so the wait
+    is the floor of the answer time, not an addition to it.
     """
 
     threshold: float = 0.5
     release: float = 0.35
     start_ms: int = 96
-    end_ms: int = 480
-    end_ms_complete: int = 256
+    end_ms: int = 416
+    end_ms_complete: int = 288
     in_speech: bool = False
     _speech_run: int = 0
     _silence_run: int = 0
@@ -73,8 +98,13 @@ class Endpointer:
     last_silence_ms: int = 0
     """Silence the last turn ended with (what the endpoint waited)."""
 
+    @property
+    def silence_ms(self) -> int:
+        """Silence so far in the current pause (0 while the caller speaks)."""
+        return self._silence_run
+
     def update(self, prob: float) -> str | None:
-        """`"start"`, `"pause"` (first silent window: speculate), `"end"`, or None."""
+        """`"start"`, `"pause"` (first silent window: speculate), `"resume"`, `"end"`, or None."""
         if not self.in_speech:
             self._speech_run = self._speech_run + WINDOW_MS if prob >= self.threshold else 0
             if self._speech_run >= self.start_ms:
@@ -86,7 +116,10 @@ class Endpointer:
         if prob >= self.release:
             was_paused = self._silence_run > 0
             self._silence_run = 0
-            return "resume" if was_paused else None
+            if was_paused:
+                self.sentence_complete = False
+                return "resume"
+            return None
         self._silence_run += WINDOW_MS
         limit = self.end_ms_complete if self.sentence_complete else self.end_ms
         if self._silence_run >= limit:

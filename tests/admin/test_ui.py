@@ -192,3 +192,65 @@ async def test_dpo_plays_a_recording_with_ranges_and_is_audited(
         plays = [a for a in await svc.db.audit_rows() if a["action"] == "recording.play"]
     assert plays and {p["purpose"] for p in plays} == {"customer dispute"}
     assert {p["actor"] for p in plays} == {"user:frank"}
+
+
+async def test_dnc_page_add_import_remove(client: Client, cfg: Config) -> None:
+    await _logged_in(client, cfg, "gina", "operator", lines=("reception",))
+    page = await client.get("/dnc")
+    token = _csrf(page.text)
+    r = await client.post(
+        "/dnc", data={"number": "070-111 22 33", "reason": "asked", "_csrf_token": token}
+    )
+    assert "added to the list" in r.text
+    assert "+46701112233" in r.text
+    csv = b"number,reason\n+46701112244,campaign reply\nnot-a-number,x\n"
+    r = await client.post(
+        "/dnc/import",
+        files={"file": ("list.csv", csv, "text/csv")},
+        data={"_csrf_token": token},
+    )
+    assert "1 added" in r.text
+    assert "line 3" in r.text  # the bad row named by its line
+    r = await client.post("/dnc/remove", data={"number": "+46701112233", "_csrf_token": token})
+    assert "removed" in r.text
+    assert "+46701112233" not in r.text.split("numbers never dialled")[1]
+
+
+async def test_rights_request_through_the_pages(client: Client, cfg: Config) -> None:
+    await _logged_in(client, cfg, "hana", "dpo")
+    token = _csrf((await client.get("/requests")).text)
+    r = await client.post(
+        "/requests",
+        data={"kind": "access", "identifier": "0701234567", "channel": "phone",
+              "_csrf_token": token},
+    )  # fmt: skip
+    assert "verify the requester" in r.text
+    rid = re.search(r"/requests/(\d+)/attest", r.text)
+    assert rid
+    base = f"/requests/{rid.group(1)}"
+    r = await client.post(f"{base}/process", data={"_csrf_token": token})
+    assert "not" in r.text.lower() and "verified" in r.text.lower()  # refused, clearly
+    r = await client.post(f"{base}/attest", data={"note": "called back", "_csrf_token": token})
+    assert "identity attested" in r.text
+    r = await client.post(f"{base}/process", data={"_csrf_token": token})
+    assert "request complete" in r.text
+    export = await client.get(f"{base}/export")
+    assert export.status_code == 200
+    assert export.content[:2] == b"PK"
+
+
+async def test_hold_page_and_audit_verify(client: Client, cfg: Config) -> None:
+    await _logged_in(client, cfg, "ivan", "dpo")
+    token = _csrf((await client.get("/holds")).text)
+    r = await client.post(
+        "/holds",
+        data={"subject": "+46701234567", "reason": "invoice dispute", "owner": "legal",
+              "_csrf_token": token},
+    )  # fmt: skip
+    assert "legal hold placed" in r.text
+    assert "in force" in r.text
+    r = await client.post("/holds", data={"reason": "x", "owner": "y", "_csrf_token": token})
+    assert "at least one call" in r.text
+    r = await client.get("/audit?verify=true")
+    assert "Chain intact" in r.text
+    assert "hold.place" in r.text

@@ -28,6 +28,11 @@ from appliance.telephony.sip import PjRuntime, SipPhone
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = REPO / "asterisk" / "sandbox"
 DEV_CONFIG = REPO / "config" / "callvault.dev.toml"
+SESSION = {"asterisk_up": False}
+"""Whether this session's Asterisk (root namespace) was started: test_egress.py runs its own
+from the same rootfs in a network namespace, and must come before it."""
+# Test files that must run before the session's fixtures start anything, in this order.
+FIRST = {"test_egress.py": 0, "test_serve.py": 1}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,9 +40,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-    # `callvault serve` registers as PJSIP endpoint `agent` too: run it before the session's
-    # in-process appliance registers (Asterisk keeps one contact per agent).
-    items.sort(key=lambda item: Path(str(item.fspath)).name != "test_serve.py")
+    # The egress test runs Asterisk (same rootfs) in a namespace of its own: before the
+    # session's Asterisk starts. `callvault serve` registers as PJSIP endpoint `agent` too: run
+    # it before the session's in-process appliance registers (Asterisk keeps one contact).
+    items.sort(key=lambda item: FIRST.get(Path(str(item.fspath)).name, len(FIRST)))
 
 
 def sandbox(cfg: Config, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -72,6 +78,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     up = sandbox(c, "up", check=False)
     if up.returncode != 0:
         pytest.fail(f"Asterisk sandbox did not start:\n{up.stderr}")
+    SESSION["asterisk_up"] = True
     yield c
     sandbox(c, "down", check=False)
 

@@ -59,12 +59,15 @@ def test_asterisk_from_the_distribution_with_ami_on_loopback(
 
 def test_secrets_are_generated_on_the_box(provisioned: tuple[Path, str, int]) -> None:
     root, output, _ = provisioned
-    secrets = root / "var/lib/callvault/secrets"
-    for name in ("master.key", "admin_initial_password", "ami_secret", "agent_password"):
-        st = (secrets / name).stat()
+    state = root / "var/lib/callvault"
+    for name in (
+        "keys/master.key", "secrets/admin_initial_password", "secrets/ami_secret",
+        "secrets/agent_password",
+    ):  # fmt: skip
+        st = (state / name).stat()
         assert oct(st.st_mode & 0o777) == "0o600", name
         assert st.st_size >= 16, name
-        value = (secrets / name).read_bytes().strip()
+        value = (state / name).read_bytes().strip()
         assert value not in output.encode(), f"{name} leaked into the playbook output"
     defaults = "".join(p.read_text() for p in (REPO / "ansible").rglob("*.yml"))
     assert "password:" not in defaults.replace('password: "!"', "")

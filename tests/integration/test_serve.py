@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
+import ssl
 import sys
 import time
 import tomllib
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from appliance.config import Config
@@ -35,7 +38,11 @@ def write_config(cfg: Config, path: Path) -> None:
         f'state_dir = "{cfg.state_dir}"\ndatabase = "{path.parent / "serve.db"}"\n',
     )
     assert tomllib.loads(text)["state_dir"] == str(cfg.state_dir)
-    path.write_text(text)
+    # `serve` runs the admin listener too: on a port of its own, so parallel runs never clash.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path.write_text(text + f'\n[admin]\nbind = "127.0.0.1"\nport = {port}\n')
 
 
 @dataclass
@@ -57,7 +64,14 @@ async def serving(cfg: Config, tmp_path: Path) -> AsyncIterator[Path]:
     served = Served(proc)
     try:
         assert proc.stdout is not None
-        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"callvault: ready"
+        # Loading the voice models takes a while on a busy 2-core box.
+        ready = await asyncio.wait_for(proc.stdout.readline(), 90)
+        assert ready.strip() == b"callvault: ready", ready
+        port = tomllib.loads(config.read_text())["admin"]["port"]
+        ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "tls" / "admin.crt"))
+        async with httpx.AsyncClient(verify=ctx, timeout=10) as web:
+            r = await web.get(f"https://localhost:{port}/healthz")
+        assert r.json() == {"status": "ok"}  # the admin listener runs next to telephony
         yield config
     finally:
         if proc.returncode is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -222,3 +223,54 @@ async def test_caller_asks_for_a_person_and_is_transferred(
     convo = await _finished(done)
     assert convo.transferred_to == "202"
     assert any(t.role == "caller" and "person" in t.text.lower() for t in convo.turns)
+
+
+async def _transcribed(app: Appliance, call_id: str, timeout: float = 240.0) -> None:
+    """Until the post-call pipeline has transcribed the call (it waits for the box to idle)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        job = await app.db.post_call_job(call_id)
+        if job is not None and job["stage"] != "transcribe":
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"call {call_id} was not transcribed within {timeout}s: {job}")
+
+
+async def test_scripted_call_leaves_a_transcript_per_leg(
+    voice_app: tuple[Appliance, list[Conversation]], engines: VoiceEngines, phone201: SipPhone
+) -> None:
+    from appliance.privacy import Actor
+
+    app, done = voice_app
+    speech = [b"".join(engines.tts.speak(text)) for text in SCRIPT]
+    call = await phone201.dial("100")
+    await call.wait_confirmed(timeout=10)
+    await wait_answer(call, 0)
+    await _until_quiet(call)
+    for pcm in speech:
+        call.play(pcm)
+        await call.wait_played()
+        # The answer's speed is not this test's subject (a busy box is slow): wait for it,
+        # so the agent's leg holds the answer, but go on without one.
+        with contextlib.suppress(AssertionError):
+            await wait_answer(call, len(call.received_pcm()), timeout=40)
+        await _until_quiet(call)
+    await call.hangup()
+    await call.wait_ended(timeout=5)
+    convo = await _finished(done)
+    await _transcribed(app, convo.call_id)
+
+    qa = Actor("qa", "supervisor")
+    found = await app.postcall.transcript(convo.call_id, qa, "integration test")
+    assert sorted(t.leg for t in found) == ["callee", "caller"]  # one speaker each, no mix
+    caller = next(t for t in found if t.leg == "caller")
+    assert wer(" ".join(SCRIPT), caller.text) <= 0.15, caller.text
+    assert caller.language == "en" and caller.model == "whisper-base"
+    [rec] = [r for r in await app.db.recordings(convo.call_id) if r["leg"] == "caller"]
+    words = [w for s in caller.segments for w in s.words]
+    assert len(words) >= len(" ".join(SCRIPT).split()) - 2
+    assert all(0 <= w.start <= w.end <= rec["duration_s"] + 0.05 for w in words), words
+    agent = next(t for t in found if t.leg == "callee")
+    assert "reached" in agent.text.lower()  # the greeting, said on the agent's leg
+    matches = await app.postcall.search("appointment Tuesday", qa, "integration test")
+    assert convo.call_id in {m.call_id for m in matches}

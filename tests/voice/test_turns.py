@@ -3,8 +3,8 @@
 import pytest
 
 from appliance.voice.agent import consent_from_speech, wants_a_human
-from appliance.voice.llm import split_point
-from appliance.voice.vad import WINDOW_MS, Endpointer
+from appliance.voice.llm import HISTORY_CHARS, split_point, trim_history
+from appliance.voice.vad import WINDOW_MS, Endpointer, looks_complete
 
 
 def feed(ep: Endpointer, pattern: str) -> list[str]:
@@ -32,6 +32,49 @@ def test_a_short_pause_inside_a_sentence_does_not_end_the_turn() -> None:
     assert ep.in_speech
 
 
+def test_speech_after_a_pause_drops_the_complete_sentence_guess() -> None:
+    ep = Endpointer()
+    feed(ep, "#" * 10 + ".")
+    ep.sentence_complete = True
+    assert feed(ep, "#") == ["resume"]
+    assert not ep.sentence_complete  # the transcript it came from is stale
+    assert feed(ep, "." * (ep.end_ms_complete // WINDOW_MS)) == ["pause"]
+    assert ep.in_speech
+
+
+@pytest.mark.parametrize(
+    ("text", "complete"),
+    [
+        ("My name is Anna Smith.", True),
+        ("What are your opening hours?", True),
+        ("Where is it?", True),
+        ("Hi.", False),  # often followed by the actual request after a breath
+        ("Thank you.", False),
+        ("I would like to book and", False),
+        ("I would like to talk to the.", False),
+        ("I would like an appointment for", False),
+        ("Can I come in on Wednesday afternoon instead?", True),
+        ("", False),
+    ],
+)
+def test_what_reads_as_a_complete_sentence(text: str, complete: bool) -> None:
+    assert looks_complete(text) is complete
+
+
+def test_history_is_dropped_in_one_go_so_the_cached_prefix_survives() -> None:
+    history = []
+    for i in range(40):
+        history.append({"role": "user", "content": f"question {i} " + "x" * 80})
+        history.append({"role": "assistant", "content": f"answer {i} " + "y" * 120})
+    trim_history(history)
+    assert sum(len(m["content"]) for m in history) <= HISTORY_CHARS
+    assert history[0]["role"] == "user" and history[-1]["content"].startswith("answer 39")
+    before = list(history)
+    history.append({"role": "user", "content": "one more"})
+    trim_history(history)
+    assert history[: len(before)] == before  # short of the limit: nothing moves
+
+
 def test_a_complete_sentence_ends_the_turn_sooner() -> None:
     ep = Endpointer()
     feed(ep, "#" * 10 + ".")
@@ -50,6 +93,14 @@ def test_a_complete_sentence_ends_the_turn_sooner() -> None:
         ("Sure, I can book that for you, what day", True, 30),
         ("Sure, I can book that for you, what day", False, None),
         ("Yes", True, None),
+        # The first piece ends at the first clause of three words or more.
+        ("Of course, we open at eight", True, None),
+        ("We are open, from eight", True, 12),
+        ("I can check that and call you back", True, 16),
+        ("I can check that and call you back", False, None),
+        ("Yes and no", True, None),
+        ("I am so glad or not", True, None),
+        ("Fine. Thanks, and see", True, 5),
     ],
 )
 def test_sentence_cuts(text: str, first: bool, cut: int | None) -> None:

@@ -24,6 +24,7 @@ from appliance.admin.services import Services, Svc
 from appliance.admin.users import User
 from appliance.privacy.identifiers import IdentifierError
 from appliance.telephony.recordings import RecordingStore
+from appliance.voice.transcripts import TranscriptError, TranscriptVault
 
 PAGE = 50
 PURPOSES = ("call review", "quality assurance", "customer dispute", "data subject request")
@@ -148,12 +149,14 @@ async def calls(
 
 
 async def _search(svc: Services, user: User, q: str) -> list[str]:
-    """Call ids whose transcripts contain the words (keyed-token index; audited)."""
-    search = getattr(svc.db, "transcript_search", None)
-    if search is None:
-        raise ValueError("transcript search is not available on this box yet")
-    await svc.privacy.audit.record(user.actor, "transcript.search", "transcripts", "call review")
-    return [str(c) for c in await search(svc.privacy, q)]
+    """Call ids whose transcripts contain every word (keyed-token index; audited)."""
+    try:
+        matches = await TranscriptVault(svc.db, svc.privacy).search(
+            q, actor=user.actor, purpose="call review"
+        )
+    except TranscriptError as exc:
+        raise ValueError(str(exc)) from None
+    return [m.call_id for m in matches]
 
 
 def _when(ts: float | None) -> str:
@@ -180,10 +183,8 @@ async def call_detail(
 
 
 async def _transcripts(svc: Services, user: User, call_id: str, purpose: str) -> list[Any]:
-    reader = getattr(svc, "transcripts", None)
-    if reader is None:
-        return []
-    return list(await reader(call_id, actor=user.actor, purpose=purpose))
+    vault = TranscriptVault(svc.db, svc.privacy)
+    return list(await vault.read(call_id, actor=user.actor, purpose=purpose))
 
 
 @get(

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from appliance.privacy import tombstones
 from appliance.privacy.rights.context import Context
 from appliance.store import ErasurePlan
 
@@ -64,7 +65,20 @@ async def plan(ctx: Context) -> None:
         for r in await db.rr_for_subject(bytes.fromhex(ctx.state["blind_index"]))
         if r["export_path"]
     ]
+    # Transcripts go with their calls (ON DELETE CASCADE takes their index rows too); those of
+    # a deleted recording whose call stays are deleted after the commit (delete_files).
+    talk = sorted(set(calls) | {str(r["call_id"]) for r in rec_rows})
+    transcripts = await db.transcripts_for_calls(talk)
+    # Reports go with their calls (ON DELETE CASCADE); their links, and subjects only a report
+    # named, are removed after the commit (delete_files).
+    report_ids = sorted({int(i["item_id"]) for i in items if i["item_type"] == "report"})
+    reports = {int(r["id"]): str(r["call_id"]) for r in await db.reports_for_calls(calls)}
+    reports.update({int(r["id"]): str(r["call_id"]) for r in await db.reports_by_ids(report_ids)})
     ctx.state["plan"] = {
+        "delete_reports": sorted(r for r, call in reports.items() if call not in held),
+        "keep_reports": sorted(r for r, call in reports.items() if call in held),
+        "delete_transcripts": [int(t["id"]) for t in transcripts if t["call_id"] not in held],
+        "keep_transcripts": [int(t["id"]) for t in transcripts if t["call_id"] in held],
         "delete_calls": [c for c in calls if c not in held],
         "delete_recordings": [int(r["id"]) for r in rec_rows if r["call_id"] not in held],
         "keep_calls": keep_calls,
@@ -108,6 +122,15 @@ async def apply(ctx: Context) -> None:
         f"erasure request {ctx.request_id}",
         json.dumps({**counts_note, "held_calls": len(p["keep_calls"])}),
     )
+    # Journalled outside the database before the commit: a restored backup, which still
+    # holds the subject's key, is erased again from it (appliance.privacy.tombstones).
+    await asyncio.to_thread(
+        tombstones.append,
+        tombstones.journal_path(rights.cfg),
+        erasure.blind_index,
+        erasure.at,
+        ctx.request_id,
+    )
     ctx.state["counts"] = await rights.db.erase(erasure, entry)
     ctx.state["_committed"] = True
 
@@ -120,6 +143,12 @@ async def delete_files(ctx: Context) -> None:
         if await asyncio.to_thread(path.exists):
             await asyncio.to_thread(path.unlink)
             removed += 1
+    # Idempotent: the rest of the transcripts, and the search index merged so no index
+    # segment still lists the deleted rows' tokens.
+    if ctx.state["plan"].get("delete_transcripts"):
+        await ctx.rights.db.delete_transcripts(ctx.state["plan"]["delete_transcripts"])
+    if ctx.state["plan"].get("delete_reports"):
+        await ctx.rights.db.delete_reports(ctx.state["plan"]["delete_reports"])
     ctx.state["files_removed"] = removed
     ctx.state["_log"] = f"files={removed}"
 
@@ -132,6 +161,8 @@ def response(ctx: Context) -> dict[str, Any]:
         "deleted": {
             "calls": len(p["delete_calls"]),
             "recordings": len(p["delete_recordings"]),
+            "transcripts": len(p.get("delete_transcripts", [])),
+            "reports": len(p.get("delete_reports", [])),
             "files": len(p["files"]),
             "rows": ctx.state.get("counts", {}),
         },
@@ -140,6 +171,8 @@ def response(ctx: Context) -> dict[str, Any]:
         out["kept_under_legal_hold"] = {
             "calls": len(p["keep_calls"]),
             "recordings": len(p["keep_recordings"]),
+            "transcripts": len(p.get("keep_transcripts", [])),
+            "reports": len(p.get("keep_reports", [])),
             "holds": p["holds"],
             "why": (
                 "A legal hold requires these records to be kept. Your number and name were "

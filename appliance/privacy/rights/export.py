@@ -1,13 +1,16 @@
 """Access and portability (Art. 15, 20): one ZIP with everything about the subject.
 
-    records.json    every record, validated against access_export.schema.json (shipped)
+    records.json    every record, validated against access_export.schema.json (shipped),
+                    with the call transcripts (per leg: segments, words and their timings)
+                    and the post-call reports (decrypted, with their status)
     calls.csv, cdrs.csv, recordings.csv, consents.csv   the same rows as CSV
     audio/<id>-<leg>.wav                                 decrypted recordings
     summary.txt     what the file holds, in words
     manifest.json   sha256 and size of every other file
 
 Written as `<name>.part` and renamed, so a failure (a full disk) leaves no partial export;
-every recording read is audited as `recording.export`.
+every recording, transcript and report read is audited as `recording.export` /
+`transcript.export` / `report.export`.
 """
 
 from __future__ import annotations
@@ -111,6 +114,31 @@ async def _audio(ctx: Context, out: _Zip, rec: dict[str, Any]) -> str:
     return name
 
 
+async def _transcripts(ctx: Context, call_ids: set[str]) -> list[dict[str, Any]]:
+    from appliance.voice.transcripts import TranscriptVault  # voice imports privacy
+
+    rights = ctx.rights
+    rows = await rights.db.transcripts_for_calls(sorted(call_ids))
+    read = await TranscriptVault(rights.db, rights.privacy).read_rows(
+        rows,
+        actor=ctx.actor,
+        purpose=f"access request {ctx.request_id}",
+        action="transcript.export",
+    )
+    return [{"id": t.id, "created_at": t.created_at, **t.doc()} for t in read]
+
+
+async def _reports(ctx: Context, call_ids: set[str]) -> list[dict[str, Any]]:
+    from appliance.voice.report import ReportVault  # voice imports privacy
+
+    rights = ctx.rights
+    rows = await rights.db.reports_for_calls(sorted(call_ids))
+    read = await ReportVault(rights.db, rights.privacy).read_rows(
+        rows, actor=ctx.actor, purpose=f"access request {ctx.request_id}", action="report.export"
+    )
+    return [r.doc() for r in read]
+
+
 def _summary(ctx: Context, doc: dict[str, Any]) -> bytes:
     lines = [
         f"Callvault: personal data held about {ctx.ident.value}",
@@ -119,6 +147,8 @@ def _summary(ctx: Context, doc: dict[str, Any]) -> bytes:
         f"Calls: {len(doc['calls'])} (call details: calls.csv, cdrs.csv)",
         f"Recordings: {len(doc['recordings'])} (audio/*.wav, 8 kHz mono WAV)",
         f"Consent records: {len(doc['consents'])} (consents.csv)",
+        f"Transcripts: {len(doc['transcripts'])} (records.json, one per recorded side of a call)",
+        f"Call reports: {len(doc['reports'])} (records.json, written by the local AI after a call)",
         f"On the do-not-call list: {'yes' if doc['do_not_call'] else 'no'}",
         f"Processing restricted: {'yes' if doc['restricted'] else 'no'}",
         "",
@@ -160,6 +190,8 @@ async def write(ctx: Context) -> None:
         "cdrs": _pick(await db.rows_where_in("cdrs", "call_id", calls), _CDR_COLS),
         "recordings": [],
         "consents": _pick(await db.rows_where_in("consents", "call_id", calls), _CONSENT_COLS),
+        "transcripts": await _transcripts(ctx, {*calls, *(r["call_id"] for r in recs.values())}),
+        "reports": await _reports(ctx, set(calls)),
         "do_not_call": await rights.privacy.dnc.find(ctx.ident) is not None,
         "restricted": await db.restriction_get(bi) is not None,
     }

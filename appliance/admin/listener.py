@@ -1,0 +1,60 @@
+"""The admin listener inside another process's event loop (`callvault serve`).
+
+uvicorn normally owns the process's signals; embedded, the host process does, so the server's
+signal capture is switched off and it is stopped by setting `should_exit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+
+from appliance.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class _Embedded(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(cfg: Config, *, tls: bool = True) -> uvicorn.Config:
+    from appliance.admin.app import create_app
+    from appliance.admin.tls import ensure_certificate
+
+    ssl: dict[str, str] = {}
+    if tls:
+        cert, key = ensure_certificate(cfg)
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    return uvicorn.Config(
+        create_app(cfg),
+        host=cfg.admin.bind,
+        port=cfg.admin.port,
+        log_level="warning",
+        server_header=False,
+        lifespan="on",
+        **ssl,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def admin_listener(cfg: Config) -> AsyncIterator[None]:
+    server = _Embedded(uvicorn_config(cfg))
+    task = asyncio.create_task(server.serve(), name="admin-listener")
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it (e.g. the port is taken)
+            raise RuntimeError("the admin listener stopped during start")
+        await asyncio.sleep(0.05)
+    log.warning("admin UI and API on https://%s:%d/", cfg.admin.bind, cfg.admin.port)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
