@@ -488,6 +488,11 @@ def _retention_days(s: _Section, *, allow_empty: bool) -> dict[str, int]:
                 s.name(key),
                 f"unknown data category (expected {', '.join(RETENTION_CATEGORIES)})",
             )
+        if allow_empty and key in ("audit", "contact"):
+            # Per line (allow_empty): one audit chain per box, and people are not per line.
+            raise ConfigError(
+                s.name(key), f"not kept per line: set [privacy.retention.days] {key} instead"
+            )
         out[key] = s.integer(key, 0, lo=0, hi=100 * 365)
     s.reject_unknown()
     if not allow_empty:

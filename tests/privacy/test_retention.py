@@ -96,6 +96,8 @@ def test_negative_days_are_refused_by_the_loader_and_by_the_engine(tmp_path: Pat
         make_cfg(tmp_path, days={"recording": -1})
     with pytest.raises(ConfigError, match=r"lines\[0\]\.retention_days\.cdr"):
         make_cfg(tmp_path, lines={"reception": {"cdr": -5}})
+    with pytest.raises(ConfigError, match=r"lines\[1\]\.retention_days\.contact: not kept per"):
+        make_cfg(tmp_path, lines={"sales": {"contact": 5}})
     good = make_cfg(tmp_path)
     # Configs built in code skip the loader: the engine checks again and names the setting.
     days = {**good.privacy.retention.days, "cdr": -3}
@@ -668,7 +670,8 @@ def test_cli_names_a_bad_policy(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "[lines.retention_days]\naudit = 7\n"
     )
     assert cli.main(["--config", str(toml), "retention", "run"]) == 2
-    assert "lines[reception].retention_days.audit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lines[0].retention_days.audit: not kept per line" in err
 
 
 # ---- properties on a simulated clock ---------------------------------------------------------
