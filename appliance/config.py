@@ -152,6 +152,10 @@ class LineConfig:
     purpose, caller name and contact, need, appointment slot, follow-up, opt-out)."""
     retention_days: Mapping[str, int] = field(default_factory=dict)
     """Per-category overrides of `[privacy.retention]` for this line's data, in days."""
+    erase_on_opt_out: bool = False
+    """When a caller asks not to be contacted again (the post-call report's `opt_out`), the
+    number always goes on the do-not-call list; true: their data is then erased too, keeping
+    only the blocking entry."""
 
 
 @dataclass(frozen=True)
@@ -466,6 +470,7 @@ def _line(s: _Section) -> LineConfig:
         lawful_basis=_lawful_basis(s),
         summary_schema=s.path("summary_schema", None) if "summary_schema" in s.raw else None,
         retention_days=_retention_days(s.section("retention_days"), allow_empty=True),
+        erase_on_opt_out=s.flag("erase_on_opt_out", LineConfig.erase_on_opt_out),
     )
     s.reject_unknown()
     return cfg

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from appliance.config import Config
 from appliance.errors import CallvaultError
 from appliance.privacy import Actor, Privacy
+from appliance.privacy.optout import caller_opted_out
 from appliance.store import Database
 from appliance.telephony.recordings import RecordingStore
 from appliance.voice.transcribe import PostCallTranscriber
@@ -144,12 +145,25 @@ class PostCallPipeline:
             if stage == "transcribe":
                 stage = await self._transcribe(call_id, gen)
             if stage == "report" and self.reporter is not None:
-                await self.reporter.report(call_id)
+                result = await self.reporter.report(call_id)
                 await self.db.post_call_advance(call_id, gen, "done", self.clock())
+                if _opted_out(result):
+                    # After the job is done: an erasure here removes the call and its job.
+                    await self._opt_out(call_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever failed, the job is kept and retried
             await self._failed(call_id, stage, exc)
+
+    async def _opt_out(self, call_id: str) -> None:
+        try:
+            await caller_opted_out(self.privacy, call_id)
+        except Exception as exc:  # noqa: BLE001 - a person must finish what failed here
+            log.error("call %s: the caller's opt-out failed: %s", call_id, type(exc).__name__)  # noqa: TRY400 - no traceback: it may quote personal data
+            await self.privacy.review.flag(
+                "opt-out", f"call:{call_id}",
+                f"the caller asked not to be contacted; applying it failed ({type(exc).__name__})",
+            )  # fmt: skip
 
     async def _transcribe(self, call_id: str, gen: int) -> str:
         recordings = await self.db.recordings(call_id)
@@ -239,3 +253,8 @@ class PostCallPipeline:
             else:
                 quiet_since = None
             await asyncio.sleep(0.25)
+
+
+def _opted_out(result: object) -> bool:
+    report = getattr(result, "report", None)
+    return isinstance(report, dict) and report.get("opt_out") is True
