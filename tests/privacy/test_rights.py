@@ -203,3 +203,25 @@ def test_cli_intake_verify_process_and_bad_input(tmp_path: Path) -> None:
     bad = cli(cfg, "request", "create", "access", "+46 70")
     assert bad.returncode != 0 and "not a valid phone number" in bad.stderr
     assert "complete" in cli(cfg, "request", "show", "1").stdout
+
+
+async def test_forward_to_another_controller_with_an_export(tmp_path: Path) -> None:
+    from appliance.privacy.rights import Status
+
+    cfg = make_cfg(tmp_path)
+    async with Database(cfg.database) as db:
+        privacy = Privacy(cfg, db)
+        await seed(privacy, tmp_path)
+        rights = Rights(privacy)
+        req = await rights.create("erasure", NUMBER, OP)
+        with pytest.raises(RightsError, match="forwarding note"):
+            await rights.forward(req.id, "Example Clinic AB", " ", OP)
+        assert (await rights.get(req.id)).status is Status.IDENTITY_UNVERIFIED
+        done = await rights.forward(req.id, "Example Clinic AB", "their patients' calls", OP)
+        assert done.status is Status.FORWARDED and done.closed
+        assert done.response["forwarded_to"] == "Example Clinic AB"
+        assert done.export_path.endswith(".zip")
+        with pytest.raises(RightsError):
+            await rights.forward(req.id, "Other AB", "again", OP)
+        actions = [a["action"] for a in await db.audit_rows()]
+        assert "request.forward" in actions

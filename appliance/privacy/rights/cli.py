@@ -91,6 +91,16 @@ async def refuse(args: argparse.Namespace, privacy: Privacy, console: Console) -
     return 0
 
 
+async def forward(args: argparse.Namespace, privacy: Privacy, console: Console) -> int:
+    from appliance.privacy.cli import operator
+
+    req = await _rights(privacy).forward(
+        args.id, args.to, args.note, operator(), export=not args.no_export
+    )
+    _show(req, console, False)
+    return 0
+
+
 async def show(args: argparse.Namespace, privacy: Privacy, console: Console) -> int:
     rights = _rights(privacy)
     _show(await rights.get(args.id), console, args.json)
@@ -171,6 +181,13 @@ def add_parsers(psub: Any, wrap: Any) -> None:
     r.add_argument("id", type=int)
     r.add_argument("--reason", required=True)
     r.set_defaults(fn=wrap(refuse))
+
+    f = rs.add_parser("forward", help="hand to the controller whose data it concerns")
+    f.add_argument("id", type=int)
+    f.add_argument("--to", required=True, help="the controller (organisation) it goes to")
+    f.add_argument("--note", required=True, help="why it is theirs to answer")
+    f.add_argument("--no-export", action="store_true", help="do not attach an access export")
+    f.set_defaults(fn=wrap(forward))
     s = rs.add_parser("show", help="a request and its execution log")
     s.add_argument("id", type=int)
     s.add_argument("--json", action="store_true")

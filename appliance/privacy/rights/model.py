@@ -26,9 +26,10 @@ class Status(StrEnum):
     ERROR = "error"  # a step failed (see the log); `process` resumes after the last done step
     COMPLETE = "complete"
     DENIED = "denied"  # refused, with a reason
+    FORWARDED = "forwarded"  # handed to the controller whose data it concerns, with an export
 
 
-CLOSED = frozenset({Status.COMPLETE, Status.DENIED})
+CLOSED = frozenset({Status.COMPLETE, Status.DENIED, Status.FORWARDED})
 # Which status each action may start from.
 MAY_VERIFY = frozenset({Status.IDENTITY_UNVERIFIED})
 MAY_PROCESS = frozenset({Status.PENDING, Status.IN_PROCESSING, Status.ERROR})

@@ -318,6 +318,51 @@ class Rights:
         )
         return await self.get(request_id)
 
+    async def forward(
+        self, request_id: int, controller: str, note: str, actor: Actor, *, export: bool = True
+    ) -> RightsRequest:
+        """Hand a request about data processed for another controller to that controller.
+
+        Recorded on the request (to whom, why); with `export`, an access export of what the
+        box holds about the subject is made (as its own, system-attested access request) and
+        attached, so the controller can answer. The request is then closed as forwarded.
+        """
+        row = await self._row(request_id)
+        self._require(row, MAY_REFUSE, "forward")
+        controller = text(controller, "the controller it is forwarded to")
+        note = text(note, "a forwarding note")
+        response: dict[str, Any] = {"outcome": "forwarded", "forwarded_to": controller}
+        export_path = ""
+        if export:
+            system = Actor.system("rights-forward")
+            ident = await self._identifier(row)
+            child = await self.create("access", ident.value, system, channel="cli")
+            await self.attest(child.id, system, f"export for forwarding request {request_id}")
+            done = await self.process(child.id, system)
+            export_path = done.export_path
+            response["export_request"] = child.id
+        now = self.clock()
+        await self.db.rr_update(
+            request_id,
+            {
+                "status": Status.FORWARDED,
+                "response": json.dumps(response),
+                "export_path": export_path,
+                "closed_at": now,
+                "updated_at": now,
+            },
+            log=(now, "forward", "info", f"forwarded to {controller}: {note}"),
+            audit=await self.privacy.audit.entry(
+                actor,
+                "request.forward",
+                f"request:{request_id}",
+                "data subject request",
+                f"to={controller}",
+            ),
+            expect_status=str(row["status"]),
+        )
+        return await self.get(request_id)
+
     # ---- processing
     async def process(self, request_id: int, actor: Actor) -> RightsRequest:
         """Run the request's remaining steps; RightsError (logged) if one fails."""
