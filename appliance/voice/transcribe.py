@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ SEPARATE_LEGS = ("caller", "callee")
 
 class AudioFormatError(ValueError):
     pass
+
+
+class StoppedError(RuntimeError):
+    """The transcriber was closed while a leg was being decoded (the process is stopping)."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,18 @@ class WhisperBatch:
         )
 
     def recognise(
-        self, audio: npt.NDArray[np.float32], language: str | None, settings: Settings
+        self,
+        audio: npt.NDArray[np.float32],
+        language: str | None,
+        settings: Settings,
+        stop: threading.Event | None = None,
     ) -> Recognised:
+        """Blocking; `stop` set ends it at the next 30 s window (StoppedError)."""
         segments, info = self.model.transcribe(audio, **settings.kwargs(language))
         out = []
         for s in segments:  # a generator: the decoding happens while iterating
+            if stop is not None and stop.is_set():
+                raise StoppedError("transcription stopped: the transcriber was closed")
             words = tuple(
                 Word(round(w.start, 3), round(w.end, 3), w.word.strip(), round(w.probability, 4))
                 for w in (s.words or ())
@@ -208,15 +220,19 @@ class PostCallTranscriber:
         self._model = model
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
 
     def _pool(self) -> ThreadPoolExecutor:
         # One worker thread for the model: one leg at a time, never the loop's default pool.
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcriber")
+            self._stop = threading.Event()
         return self._executor
 
     def close(self) -> None:
-        """Stop taking work (a leg being transcribed finishes on its thread, unawaited)."""
+        """Stop taking work. A leg being decoded stops at its next 30 s window, so a stopping
+        process (which joins this thread at exit) is not held up by a whole leg."""
+        self._stop.set()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -257,7 +273,7 @@ class PostCallTranscriber:
             language = model.info.language  # an English-only model hears English
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(
-            self._pool(), model.recognise, audio, language, self.settings
+            self._pool(), model.recognise, audio, language, self.settings, self._stop
         )
         return Transcript(
             call_id=str(rec["call_id"]),
