@@ -76,7 +76,7 @@ async def serving(cfg: Config, tmp_path: Path) -> AsyncIterator[Path]:
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 15)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
         served.stdout, served.stderr = out.decode(), err.decode()
     assert proc.returncode == 0, served.stderr[-2000:]
     assert "callvault: stopped" in served.stdout
