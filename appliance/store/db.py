@@ -178,9 +178,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database(
-    TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, BulkSql, StoreBase
-):
+class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, BulkSql, StoreBase):
     """The store. Each issue's SQL past the telephony core lives in its own mixin module
     (appliance/store/<area>.py); this class holds the core tables and the migrations."""
 
