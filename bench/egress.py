@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -171,6 +172,9 @@ class Capture:
         self.proc: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
         self._listening = threading.Event()
+        self.problem = "never started"
+        """Why the pcap may not hold everything ("" when it does)."""
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         # -Z root: Debian's tcpdump drops to user tcpdump before opening the file otherwise.
@@ -179,7 +183,8 @@ class Capture:
              "-s", "0", "-w", str(self.path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
         if not self._listening.wait(timeout):
             self.stop()
             raise RuntimeError(f"tcpdump on {self.ns}/{self.ifname} did not start: {self.stderr}")
@@ -193,7 +198,10 @@ class Capture:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self.problem = f"tcpdump exited early (rc {proc.returncode}): {self.stderr[-3:]}"
             return
         proc.send_signal(signal.SIGINT)  # tcpdump flushes the file and exits
         try:
@@ -201,6 +209,12 @@ class Capture:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+            self.problem = "tcpdump did not stop on SIGINT"
+            return
+        if self._reader is not None:
+            self._reader.join(timeout=5)  # its exit statistics come last on stderr
+        dropped = [ln for ln in self.stderr if "dropped by kernel" in ln]
+        self.problem = "" if dropped and dropped[-1].startswith("0 ") else f"stats: {dropped}"
 
 
 # ---- pcap reading -----------------------------------------------------------------------------
@@ -271,9 +285,9 @@ def parse_frame(ts: float, frame: bytes) -> Packet:
     while ethertype == ETH_VLAN and len(frame) >= off + 4:
         ethertype, off = struct.unpack(">H", frame[off + 2 : off + 4])[0], off + 4
     body = frame[off:]
-    base = {"ts": ts, "src_mac": src_mac, "dst_mac": dst_mac}
+    base = (ts, src_mac, dst_mac)
     if ethertype == ETH_ARP and len(body) >= 28:
-        return Packet(**base, proto="arp", src=_ip4(body[14:18]), dst=_ip4(body[24:28]))
+        return Packet(*base, proto="arp", src=_ip4(body[14:18]), dst=_ip4(body[24:28]))
     if ethertype == ETH_IPV4 and len(body) >= 20:
         ihl = (body[0] & 0x0F) * 4
         return _transport(base, body[9], _ip4(body[12:16]), _ip4(body[16:20]), body[ihl:])
@@ -282,23 +296,23 @@ def parse_frame(ts: float, frame: bytes) -> Packet:
         while nxt in _V6_EXT and len(rest) >= 8:
             nxt, rest = rest[0], rest[(rest[1] + 1) * 8 :]
         return _transport(base, nxt, _ip6(body[8:24]), _ip6(body[24:40]), rest)
-    return Packet(**base, proto=f"eth-{ethertype:04x}")
+    return Packet(*base, proto=f"eth-{ethertype:04x}")
 
 
-def _transport(base: dict[str, Any], proto: int, src: str, dst: str, rest: bytes) -> Packet:
+def _transport(base: tuple[float, str, str], proto: int, src: str, dst: str, rest: bytes) -> Packet:
     name = _IP_PROTO.get(proto, f"ip-{proto}")
     if name == "udp" and len(rest) >= 8:
         sport, dport = struct.unpack(">HH", rest[:4])
-        return Packet(**base, proto=name, src=src, dst=dst, sport=sport, dport=dport,
+        return Packet(*base, proto=name, src=src, dst=dst, sport=sport, dport=dport,
                       payload=rest[8:])  # fmt: skip
     if name == "tcp" and len(rest) >= 20:
         sport, dport = struct.unpack(">HH", rest[:4])
         doff = (rest[12] >> 4) * 4
-        return Packet(**base, proto=name, src=src, dst=dst, sport=sport, dport=dport,
+        return Packet(*base, proto=name, src=src, dst=dst, sport=sport, dport=dport,
                       payload=rest[doff:])  # fmt: skip
     if name in ("icmp", "icmpv6") and rest:
-        return Packet(**base, proto=name, src=src, dst=dst, icmp_type=rest[0])
-    return Packet(**base, proto=name, src=src, dst=dst)
+        return Packet(*base, proto=name, src=src, dst=dst, icmp_type=rest[0])
+    return Packet(*base, proto=name, src=src, dst=dst)
 
 
 def _ip4(b: bytes) -> str:
@@ -306,8 +320,6 @@ def _ip4(b: bytes) -> str:
 
 
 def _ip6(b: bytes) -> str:
-    import ipaddress
-
     return str(ipaddress.IPv6Address(b))
 
 
@@ -420,6 +432,8 @@ class EgressRun:
     setup: list[Packet]
     """Frames from the box before that: the kernel configuring the interfaces."""
     inet_frames: int
+    capture_problems: list[str]
+    """Reasons a capture may have missed frames (must be [])."""
     trunk: TrunkTraffic
     caller: dict[str, Any]
     cdrs: list[dict[str, Any]] = field(default_factory=list)
@@ -439,7 +453,8 @@ class EgressRun:
     def summary(self) -> str:
         lines = [
             f"internet capture: {self.inet_frames} frames, {len(self.egress)} from the box "
-            f"after the appliance started, {len(self.setup)} during interface setup",
+            f"after the appliance started, {len(self.setup)} during interface setup; "
+            f"capture problems {self.capture_problems}",
             *(f"  egress: {p}" for p in self.egress[:20]),
             *(f"  setup:  {p}" for p in self.setup[:10]),
             f"trunk capture: {self.trunk.summary()}",
@@ -622,6 +637,9 @@ def run_egress_call(
         egress=[p for p in boxed if p.ts >= mark],
         setup=[p for p in boxed if p.ts < mark],
         inet_frames=len(inet),
+        capture_problems=[
+            f"{c.ns}/{c.ifname}: {c.problem}" for c in (inet_cap, trunk_cap) if c.problem
+        ],
         trunk=trunk_traffic(read_pcap(pcaps["trunk"])),
         caller=caller,
         cdrs=rows.get("cdrs", []),
@@ -681,6 +699,8 @@ def check_call(r: EgressRun, *, postcall: bool = WAIT_FOR_POSTCALL) -> list[str]
             problems.append("no transcript stored")
         if r.report is None:
             problems.append("no report stored")
+    if r.capture_problems:
+        problems.append(f"captures incomplete: {r.capture_problems}")
     if r.serve_rc != 0:
         problems.append(f"callvault serve exited {r.serve_rc}")
     return problems

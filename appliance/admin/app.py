@@ -29,13 +29,17 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from appliance import __version__
+from appliance.admin.api import governance as governance_api
 from appliance.admin.api import registers as registers_api
 from appliance.admin.api import rights as rights_api
+from appliance.admin.api import system as system_api
 from appliance.admin.auth import PUBLIC, AdminAuth, LoginRequired, PasswordChangeRequired
 from appliance.admin.services import Services, open_services
 from appliance.admin.ui import calls as calls_ui
+from appliance.admin.ui import governance as governance_ui
 from appliance.admin.ui import privacy as privacy_ui
 from appliance.admin.ui import session as session_ui
+from appliance.admin.ui import system as system_ui
 from appliance.config import Config
 from appliance.errors import CallvaultError
 from appliance.privacy.master import MasterKeyError
@@ -76,8 +80,9 @@ def _error(status: int) -> Any:
                 context={"status": status, "detail": str(exc), "user": request.scope.get("user")},
                 status_code=status,
             )
+        # Litestar's documented error shape (status_code, detail), plus the error's kind.
         return Response(
-            {"error": type(exc).__name__, "detail": str(exc)},
+            {"status_code": status, "detail": str(exc), "error": type(exc).__name__},
             status_code=status,
             media_type=MediaType.JSON,
         )
@@ -100,8 +105,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
             },
             status_code=exc.status_code,
         )
+    body: dict[str, Any] = {
+        "status_code": exc.status_code,
+        "detail": exc.detail,
+        "error": type(exc).__name__,
+    }
+    if getattr(exc, "extra", None):  # which field a validation error is about
+        body["extra"] = exc.extra
     return Response(
-        {"error": type(exc).__name__, "detail": exc.detail},
+        body,
         status_code=exc.status_code,
         media_type=MediaType.JSON,
         headers=exc.headers,
@@ -122,6 +134,8 @@ ROUTES: list[Any] = [
     healthz,
     rights_api.router,
     registers_api.router,
+    governance_api.router,
+    system_api.router,
     session_ui.login_page,
     session_ui.login,
     session_ui.logout,
@@ -132,6 +146,8 @@ ROUTES: list[Any] = [
     calls_ui.call_detail,
     calls_ui.audio,
     *privacy_ui.ROUTES,
+    *governance_ui.ROUTES,
+    *system_ui.ROUTES,
 ]
 
 

@@ -203,6 +203,7 @@ class _Session:
         self.history: list[dict[str, str]] = []
         """The conversation after the system prompt (user/assistant messages)."""
         self.llm: LlmSession | None = None
+        self.prefilling: asyncio.Future[None] | None = None
         self.utterance: list[npt.NDArray[np.float32]] = []
         self.pre_roll: list[npt.NDArray[np.float32]] = []
         self.pending: _Pending | None = None
@@ -228,7 +229,7 @@ class _Session:
     async def run(self) -> None:
         # The call's own LLM context, with the system prompt evaluated while the greeting plays.
         self.llm = await asyncio.to_thread(self.engines.llm.session)
-        prefill = asyncio.create_task(asyncio.to_thread(self.llm.prefill, self.system))
+        self._prefill()
         dtmf = asyncio.create_task(self._collect_dtmf())
         listening = asyncio.create_task(self._listen())
         try:
@@ -250,9 +251,23 @@ class _Session:
             # Turn tasks stop their worker threads before they finish: after this gather no
             # thread uses the LLM context any more, and it can go back to the pool.
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await prefill
-            self.llm.close()
+            if self.prefilling is not None:
+                with contextlib.suppress(Exception):
+                    await self.prefilling
+            await asyncio.to_thread(self.llm.close)
+
+    def _prefill(self) -> None:
+        """Evaluate the conversation so far in the background (after the last prefill)."""
+        assert self.llm is not None
+        llm, messages, previous = self.llm, conversation(self.system, self.history), self.prefilling
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await asyncio.to_thread(llm.prefill, messages)
+
+        self.prefilling = asyncio.ensure_future(run())
 
     async def _listen(self) -> None:
         async for frame in self.call.frames():
@@ -398,7 +413,10 @@ class _Session:
         try:
             await pending.go.wait()
         except asyncio.CancelledError:
+            # Abandoned: wait for the answer's worker to stop, it uses the call's LLM context.
             pending.answer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending.answer
             raise
         # Confirmed: the caller's words count even if they talk over the answer.
         self._commit(text)
@@ -456,16 +474,18 @@ class _Session:
             # (the compute gate), and the next piece is generated while this one plays.
             try:
                 first = True
-                for piece in llm.pieces(messages, stop=stop):
-                    t_piece = time.monotonic()
-                    for pcm in tts.speak(piece.text, urgent=first, trim=first):
+                # closing(): the call's LLM context is free again the moment this returns.
+                with contextlib.closing(llm.pieces(messages, stop=stop)) as pieces:
+                    for piece in pieces:
+                        t_piece = time.monotonic()
+                        for pcm in tts.speak(piece.text, urgent=first, trim=first):
+                            if stop.is_set():
+                                return
+                            item = (piece, pcm, t_piece, time.monotonic())
+                            loop.call_soon_threadsafe(queue.put_nowait, item)
+                        first = False
                         if stop.is_set():
                             return
-                        item = (piece, pcm, t_piece, time.monotonic())
-                        loop.call_soon_threadsafe(queue.put_nowait, item)
-                    first = False
-                    if stop.is_set():
-                        return
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -521,3 +541,5 @@ class _Session:
         self.convo.turns.append(Turn("agent", text, self.now()))
         self.history.append({"role": "assistant", "content": text})
         self.speaking_text = ""
+        if self.llm is not None:
+            self._prefill()  # the greeting, the consent question: words the LLM did not write

@@ -18,7 +18,7 @@ from appliance.models.commands import active_profile
 from appliance.models.devices import detect
 from appliance.models.manifest import Manifest, ModelEntry, ModelError, load_manifest
 from appliance.models.store import ModelStore
-from appliance.voice.gate import ComputeGate
+from appliance.voice.gate import ComputeGate, CpuWatch
 from appliance.voice.languages import ENGLISH, LinePlan, plan_line
 from appliance.voice.llm import Llm
 from appliance.voice.stt import Stt
@@ -29,16 +29,20 @@ log = logging.getLogger(__name__)
 REQUIRED_SLOTS = ("stt_live", "llm", "tts", "vad")
 
 
-def engine_threads() -> int:
-    """Threads per model step: every core (the gate runs one step at a time). Overridable with
-    CALLVAULT_VOICE_THREADS, e.g. 1 on a box shared with other busy processes."""
+def cpu_cores() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 16))
+
+
+def token_threads(cores: int) -> int:
+    """Threads of an LLM token or a Piper sentence: every core, narrowed to one while other
+    processes are busy (appliance.voice.gate); CALLVAULT_VOICE_THREADS caps it (e.g. 1)."""
     env = os.environ.get("CALLVAULT_VOICE_THREADS", "")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ModelError(f"CALLVAULT_VOICE_THREADS={env!r} is not a number") from None
-    return max(1, min(os.cpu_count() or 1, 8))
+    if not env:
+        return cores
+    try:
+        return max(1, min(int(env), cores))
+    except ValueError:
+        raise ModelError(f"CALLVAULT_VOICE_THREADS={env!r} is not a number") from None
 
 
 @dataclass
@@ -56,7 +60,8 @@ class VoiceEngines:
     """Per AI line: language, Whisper model and voice (with what fell back to English)."""
     manifest: Manifest | None = None
     store: ModelStore | None = None
-    threads: int = 2
+    threads: int = 1
+    """Threads of an LLM token and a Piper sentence at most (Whisper uses every core)."""
     device: str = "cpu"
     _stts: dict[str, Stt] = field(default_factory=dict)
     _voices: dict[str, Tts] = field(default_factory=dict)
@@ -79,12 +84,13 @@ class VoiceEngines:
                     f"model {entry.name} ({slot}) is unusable: {status.problem} "
                     "(run `callvault models install`)"
                 )
-        gate = ComputeGate()
-        threads = engine_threads()
+        cores = cpu_cores()
+        gate = ComputeGate(cores, watch=CpuWatch() if cores > 1 else None)
+        threads = token_threads(cores)
         stt_entry, llm_entry, tts_entry = models["stt_live"], models["llm"], models["tts"]
         device = devices.for_engine(stt_entry.format)
         try:
-            stt = Stt(store.path(stt_entry.name), device=device, threads=threads, gate=gate)
+            stt = Stt(store.path(stt_entry.name), device=device, threads=cores, gate=gate)
             gguf = next(f.name for f in llm_entry.files if f.name.endswith(".gguf"))
             llm = Llm(
                 store.file(llm_entry.name, gguf),
@@ -93,6 +99,7 @@ class VoiceEngines:
                 gate=gate,
             )
             tts = _voice(store, tts_entry, threads, gate)
+            llm.warm(cfg.agent.max_calls)  # one llama.cpp context per simultaneous call
         except (RuntimeError, ValueError, OSError) as exc:
             # A corrupt file that still has the right size fails here, inside the engine.
             raise ModelError(f"loading the {profile} models failed: {exc}") from exc
@@ -153,7 +160,7 @@ class VoiceEngines:
                 try:
                     # Sessions pass their language (or None: detect) on every transcription.
                     self._stts[plan.stt] = Stt(
-                        path, device=self.device, language=None, threads=self.threads,
+                        path, device=self.device, language=None, threads=self.gate.cores,
                         gate=self.gate,
                     )  # fmt: skip
                 except (RuntimeError, ValueError, OSError) as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -79,12 +79,20 @@ class Llm:
         self.gpu = gpu
         self.threads = threads
         self.n_ctx = n_ctx
-        self.gate = gate or ComputeGate()
+        self.gate = gate or ComputeGate(max(threads, 1))
         self._free: list[Llama] = []
         self._lock = threading.Lock()
         self.model = self._new()
         """A context loaded at start (a broken file fails here); the first call's context."""
         self._free.append(self.model)
+
+    def warm(self, contexts: int) -> None:
+        """Create contexts up to `contexts` now, so no call waits ~0.3 s for one at answer."""
+        with self._lock:
+            missing = contexts - len(self._free)
+        for _ in range(missing):
+            llama = self._new()
+            self._release(llama)
 
     def _new(self) -> Llama:
         return Llama(
@@ -108,11 +116,21 @@ class Llm:
 
 
 class LlmSession:
-    """One call's context. Not thread-safe: one completion at a time."""
+    """One call's context; one completion at a time (a prefill and a turn take turns)."""
 
     def __init__(self, llm: Llm, llama: Llama) -> None:
         self.llm = llm
         self._llama: Llama | None = llama
+        self._threads = llm.threads
+        self._busy = threading.Lock()
+
+    def _width(self) -> int:
+        """Threads for the next step (the gate narrows it while other processes are busy)."""
+        width = self.llm.gate.width(self.llm.threads)
+        if width != self._threads:
+            self.llama._ctx.set_n_threads(width, width)
+            self._threads = width
+        return width
 
     @property
     def llama(self) -> Llama:
@@ -121,17 +139,18 @@ class LlmSession:
         return self._llama
 
     def close(self) -> None:
-        """Back to the pool (the next call's prompt shares at most the system prompt)."""
-        llama, self._llama = self._llama, None
+        """Back to the pool (the next call's prompt shares at most the system prompt); waits
+        for a completion still running on it."""
+        with self._busy:
+            llama, self._llama = self._llama, None
         if llama is not None:
             self.llm._release(llama)
 
-    def prefill(self, system: str) -> None:
-        """Evaluate the system prompt now, so the first turn only evaluates the caller's words."""
-        with self.llm.gate(urgent=False):
-            self.llama.create_chat_completion(
-                messages=cast(Any, [{"role": "system", "content": system}]), max_tokens=1
-            )
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """Evaluate the conversation so far now (the system prompt while the greeting plays,
+        then what the agent said), so a turn evaluates little more than the caller's words."""
+        with self._busy, self.llm.gate(urgent=False, threads=self._width()):
+            self.llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1)
 
     def pieces(
         self,
@@ -139,12 +158,18 @@ class LlmSession:
         *,
         stop: threading.Event,
         max_tokens: int = 80,
-    ) -> Iterator[Piece]:
+    ) -> Generator[Piece, None, None]:
         """Stream the reply as speakable pieces; `stop` ends it between tokens.
 
         Every token passes the compute gate; tokens up to the first piece are urgent. A reply
         cut by `max_tokens` (a phone answer is one or two sentences) drops its unfinished tail.
         """
+        with self._busy:
+            yield from self._pieces(messages, stop, max_tokens)
+
+    def _pieces(
+        self, messages: list[dict[str, str]], stop: threading.Event, max_tokens: int
+    ) -> Iterator[Piece]:
         gate = self.llm.gate
         t0 = time.monotonic()
         stream: Iterator[Any] = iter(
@@ -164,7 +189,7 @@ class LlmSession:
         truncated = False
         try:
             while not stop.is_set():
-                with gate(urgent=first):
+                with gate(urgent=first, threads=self._width()):
                     chunk = next(stream, None)
                 if chunk is None:
                     break

@@ -81,7 +81,8 @@ class Stt:
         self.language = language if self.multilingual else "en"
         """Default language (None: detect per call; English-only models: always "en")."""
         self.beam_size = beam_size
-        self.gate = gate or ComputeGate()
+        self.threads = threads
+        self.gate = gate or ComputeGate(max(threads, 1))
 
     def transcribe(
         self,
@@ -100,7 +101,7 @@ class Stt:
         if not self.multilingual:
             lang = "en"
         seconds = len(audio) / SAMPLE_RATE
-        with self.gate(urgent=urgent):
+        with self.gate(urgent=urgent, threads=self.threads):
             if abandoned is not None and abandoned.is_set():
                 return Transcription("", lang or "", seconds)
             if seconds <= SHORT_WINDOW_MAX_S:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from appliance import config
 from appliance.admin.services import open_services
 from appliance.config import Config
 from appliance.privacy import Actor
+from tests.admin.pages import ERASE_NUMBER, HELD_NUMBER, seed_lived_in
 from tests.privacy.rights_fixtures import seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, str
 async def _seed(cfg: Config, tmp: Path) -> None:
     async with open_services(cfg) as svc:
         await seed(svc.privacy, tmp)
+        await seed_lived_in(svc)
 
 
 async def _new_user(cfg: Config, name: str, role: str, lines: tuple[str, ...] = ()) -> str:
@@ -184,3 +187,216 @@ async def test_operator_is_kept_to_their_line(site: tuple[Config, str], browser:
     r = await page.goto(f"{base}/calls/1700000001.1")
     assert r is not None and r.status == 404
     await expect(page.locator("h1")).to_have_text("Not found")
+
+
+def _csp_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
+    return errors
+
+
+async def _nav(page: Page, label: str) -> None:
+    await page.click(f"header nav >> text={label}")
+
+
+async def test_retention_change_is_previewed_after_a_dry_run(
+    site: tuple[Config, str], browser: Browser
+) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "dpo-retention", "dpo")
+    page = await _page(browser)
+    csp = _csp_errors(page)
+    await _first_login(page, base, "dpo-retention", once)
+    await _nav(page, "Retention")
+    await expect(page.locator("h1")).to_have_text("Retention policies")
+    await _shot(page, "retention")
+    await page.click("text=Dry run now")
+    dry = page.locator("#dry-counts")
+    await expect(dry).to_be_visible()
+    # The seeded calls from 1970 are past every period: the dry run lists their CDRs (those
+    # with a transcript or report are anonymised until those go).
+    await expect(dry.locator("tr", has_text="cdr")).not_to_contain_text("cdr000")
+    await expect(page.locator("form.purge button")).to_be_enabled()
+    await page.locator("#dry-run").scroll_into_view_if_needed()
+    await _shot(page, "retention-dry-run")
+    # Propose: reception keeps recordings 0 days instead of 90.
+    await page.click("p.scopes >> text=line reception")
+    await page.fill("input[name=days_recording]", "0")
+    await page.click("#propose button[type=submit]")
+    snippet = page.locator("#snippet")
+    await expect(snippet).to_contain_text('name = "reception"')
+    await expect(snippet).to_contain_text("retention_days = { recording = 0 }")
+    await expect(page.locator("#preview-counts tr.changed", has_text="recording")).to_be_visible()
+    await expect(page.locator("#preview")).to_contain_text("Put these lines in")
+    await page.locator("#preview").scroll_into_view_if_needed()
+    await _shot(page, "retention-preview")
+    # Previewing changed nothing: no purge ran, the seeded recording is still there.
+    async with open_services(cfg) as svc:
+        assert [r for r in await svc.db.retention_runs(50) if not r["dry_run"]] == []
+        assert len(await svc.db.recordings()) >= 1
+    assert not csp, csp
+
+
+async def test_legal_hold_turns_erasure_into_anonymisation_with_the_reason(
+    site: tuple[Config, str], browser: Browser
+) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "dpo-holds", "dpo")
+    page = await _page(browser)
+    csp = _csp_errors(page)
+    await _first_login(page, base, "dpo-holds", once)
+    await _nav(page, "Legal holds")
+    await page.fill("input[name=subject]", HELD_NUMBER)
+    await page.fill("input[name=reason]", "Invoice 17 dispute")
+    await page.fill("input[name=owner]", "legal")
+    await page.click("main form.filters button[type=submit]")
+    await expect(page.locator("p.ok")).to_contain_text("legal hold placed")
+    await _shot(page, "holds")
+    await _nav(page, "Rights requests")
+    await page.select_option("select[name=kind]", "erasure")
+    await page.fill("input[name=identifier]", "070-555 01 77")
+    await page.click("main form.filters button[type=submit]")
+    await expect(page.locator("p.ok")).to_contain_text("verify the requester")
+    await page.fill("input[name=note]", "called back on the number, matched the call date")
+    await page.click("text=Attest identity")
+    await page.click("text=Run the request")
+    response = page.locator("pre.response")
+    await expect(response).to_contain_text("erased_with_exceptions")
+    await expect(response).to_contain_text("kept_under_legal_hold")
+    held = page.locator("div.held")  # which hold kept what, and why, in words
+    await expect(held).to_contain_text("Invoice 17 dispute")
+    await expect(held).to_contain_text("A legal hold requires these records to be kept")
+    await _shot(page, "request")
+    # The held call stays (anonymised): still listed, without the caller's number.
+    await page.goto(f"{base}/calls?q=lawyer")
+    rows = page.locator("table.calls tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows).not_to_contain_text("555 01 77")
+    assert not csp, csp
+
+
+async def test_erased_subject_is_gone_from_search(
+    site: tuple[Config, str], browser: Browser
+) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "dpo-erase", "dpo")
+    page = await _page(browser)
+    await _first_login(page, base, "dpo-erase", once)
+    await _nav(page, "Calls")
+    await page.fill("input[name=q]", "subscription")
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("table.calls tbody tr")).to_have_count(1)
+    await page.goto(f"{base}/calls?number={ERASE_NUMBER.replace('+', '%2B')}")
+    await expect(page.locator("table.calls tbody tr")).to_have_count(1)
+    await _nav(page, "Rights requests")
+    await page.select_option("select[name=kind]", "erasure")
+    await page.fill("input[name=identifier]", ERASE_NUMBER)
+    await page.click("main form.filters button[type=submit]")
+    await page.fill("input[name=note]", "request signed on letterhead, number matches")
+    await page.click("text=Attest identity")
+    await page.click("text=Run the request")
+    await expect(page.locator("pre.response")).to_contain_text('"erased"')
+    for search in ("q=subscription", f"number={ERASE_NUMBER.replace('+', '%2B')}"):
+        await page.goto(f"{base}/calls?{search}")
+        await expect(page.locator("table.calls")).to_contain_text("No calls match")
+    await _shot(page, "calls-after-erasure")
+
+
+async def test_operator_cannot_open_any_dpo_or_admin_page(
+    site: tuple[Config, str], browser: Browser
+) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "op-reception", "operator", lines=("reception",))
+    page = await _page(browser)
+    await _first_login(page, base, "op-reception", once)
+    nav = page.locator("header nav")
+    await expect(nav).to_contain_text("Calls")
+    dpo = ["/requests", "/holds", "/audit", "/retention", "/review", "/breaches", "/ropa"]
+    admin = ["/users", "/lines", "/system"]
+    for path in dpo + admin:
+        await expect(nav.locator(f'a[href="{path}"]')).to_have_count(0)
+        r = await page.goto(f"{base}{path}")
+        assert r is not None and r.status == 403, path
+        await expect(page.locator("h1")).to_have_text("Not allowed")
+    await _shot(page, "not-allowed")
+
+
+async def test_dpo_registers(site: tuple[Config, str], browser: Browser) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "dpo-registers", "dpo")
+    page = await _page(browser)
+    csp = _csp_errors(page)
+    await _first_login(page, base, "dpo-registers", once)
+    await _shot(page, "dashboard-dpo")
+    await expect(page.locator("#upcoming-purges")).to_contain_text("cdr")
+    # Breach register: record one, then the authority step.
+    await _nav(page, "Breaches")
+    await page.fill(
+        "textarea[name=summary]", "An unencrypted export was e-mailed to a wrong address"
+    )
+    await page.check("input[name=categories][value=recording]")
+    await page.check("input[name=categories][value=transcript]")
+    await page.fill("input[name=subjects_affected]", "3")
+    await page.fill("textarea[name=consequences]", "Three callers' conversations could be read")
+    await page.fill(
+        "textarea[name=measures]", "Recipient confirmed deletion; exports now encrypted"
+    )
+    await page.click("main form.breach-form button[type=submit]")
+    await expect(page.locator("p.ok")).to_contain_text("72-hour clock")
+    await page.fill("input[name=reference]", "IMY-2026-0042")
+    await page.click("text=Record authority notification")
+    await expect(page.locator("main")).to_contain_text("IMY-2026-0042")
+    await _shot(page, "breach")
+    await _nav(page, "Breaches")
+    await _shot(page, "breaches")
+    # Review queue: decide the seeded item.
+    await _nav(page, "Review")
+    row = page.locator("table.review tbody tr", has_text="appointment day was not said")
+    await row.locator("select[name=outcome]").select_option("corrected")
+    await row.locator("input[name=note]").fill("day removed from the report")
+    await _shot(page, "review")
+    await row.locator("button").click()
+    await expect(page.locator("p.ok")).to_contain_text("corrected")
+    # Records of processing, and the Markdown download.
+    await _nav(page, "ROPA")
+    await expect(page.locator("h1")).to_contain_text("Records of processing")
+    await _shot(page, "ropa")
+    async with page.expect_download() as info:
+        await page.click("text=Download Markdown")
+    download = await info.value
+    assert download.suggested_filename.startswith("ropa-")
+    assert download.suggested_filename.endswith(".md")
+    assert not csp, csp
+
+
+async def test_admin_pages(site: tuple[Config, str], browser: Browser) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "it-admin", "admin")
+    page = await _page(browser)
+    csp = _csp_errors(page)
+    await _first_login(page, base, "it-admin", once)
+    await _nav(page, "Users")
+    await page.fill("input[name=username]", "frontdesk")
+    await page.select_option("select[name=role]", "operator")
+    await page.check("input[name=lines][value=reception]")
+    await page.click("main form button.primary")
+    secret = page.locator("#one-time-password")
+    await expect(secret).to_have_text(re.compile(r"^[a-z2-9]{5}(-[a-z2-9]{5}){3}$"))
+    await _shot(page, "users")
+    await page.reload()  # shown once: not on the page any more
+    await expect(page.locator("#one-time-password")).to_have_count(0)
+    await _nav(page, "Lines")
+    await expect(page.locator("#line-reception")).to_be_visible()
+    await _shot(page, "lines")
+    await _nav(page, "System")
+    await expect(page.locator("#asterisk h2")).to_have_text("Asterisk")
+    await expect(page.locator("#models")).to_contain_text("GPU")
+    await _shot(page, "system")
+    assert not csp, csp

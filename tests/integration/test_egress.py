@@ -36,7 +36,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> EgressRun:
 
 def test_the_internet_sees_nothing_from_the_appliance(run: EgressRun) -> None:
     assert run.egress == [], run.summary()
-    assert Path(run.pcaps["inet"]).stat().st_size >= 24  # the capture did run (pcap header)
+    # The capture ran from before the appliance started until after it stopped, dropping none.
+    assert run.capture_problems == [], run.summary()
 
 
 def test_the_trunk_saw_the_call_and_nothing_else(run: EgressRun) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cli import build_parser
 from bench.provisioning import SERVICES, UNITS, exposure, unit_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,3 +77,15 @@ def test_every_service_is_hardened_the_same_way() -> None:
     assert "DeviceAllow=/dev/nvidia0 rw" in (UNITS / "callvault.service").read_text()
     for f in files[1:]:
         assert "PrivateDevices=yes" in f.read_text(), f.name
+
+
+@pytest.mark.parametrize("unit", SERVICES)
+def test_exec_start_is_a_real_callvault_command(unit: str) -> None:
+    # systemd-analyze verify only checks that the binary exists: parse the arguments with the
+    # CLI's own parser so a renamed or missing subcommand or flag fails here, not on the box.
+    lines = [ln for ln in (UNITS / unit).read_text().splitlines() if ln.startswith("ExecStart=")]
+    assert len(lines) == 1, lines
+    argv = shlex.split(lines[0].removeprefix("ExecStart="))
+    assert argv[0] == "/opt/callvault/venv/bin/callvault", argv
+    args = build_parser().parse_args(argv[1:])  # argparse exits (SystemExit) on a bad argv
+    assert callable(args.fn), argv

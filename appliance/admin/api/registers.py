@@ -9,6 +9,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.admin.auth import scope
+from appliance.admin.params import RowId
 from appliance.admin.services import Svc
 from appliance.admin.tokens import Principal
 from appliance.privacy.audit import Verification
@@ -63,7 +64,7 @@ async def place_hold(data: JSONBody[NewHold], svc: Svc, request: Req) -> HoldCre
 
 
 @post("/holds/{hold_id:int}/release", guards=[scope("holds:write")])
-async def release_hold(hold_id: FromPath[int], svc: Svc, request: Req) -> None:
+async def release_hold(hold_id: RowId, svc: Svc, request: Req) -> None:
     await svc.rights.holds.release(hold_id, request.user.actor)
 
 

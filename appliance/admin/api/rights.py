@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Router, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody
 from litestar.response import File
 
 from appliance.admin.auth import scope
+from appliance.admin.params import RowId
 from appliance.admin.services import Svc
 from appliance.admin.tokens import Principal
 from appliance.privacy.rights.model import RightsError, RightsRequest
@@ -35,6 +36,15 @@ class Note:
 @dataclass
 class Reason:
     reason: str
+
+
+@dataclass
+class Forward:
+    controller: str
+    """The organisation whose data the request concerns."""
+    note: str
+    export: bool = True
+    """Attach an access export of what the box holds about the subject."""
 
 
 @dataclass
@@ -65,7 +75,7 @@ async def create_request(data: JSONBody[NewRequest], svc: Svc, request: Req) -> 
 
 
 @get("/{request_id:int}", guards=[scope("rights:read")])
-async def show_request(request_id: FromPath[int], svc: Svc) -> RequestDetail:
+async def show_request(request_id: RowId, svc: Svc) -> RequestDetail:
     req = await svc.rights.get(request_id)
     return RequestDetail(
         request=req,
@@ -75,46 +85,51 @@ async def show_request(request_id: FromPath[int], svc: Svc) -> RequestDetail:
 
 
 @post("/{request_id:int}/attest", guards=[scope("rights:write")])
-async def attest(
-    request_id: FromPath[int], data: JSONBody[Note], svc: Svc, request: Req
-) -> RightsRequest:
+async def attest(request_id: RowId, data: JSONBody[Note], svc: Svc, request: Req) -> RightsRequest:
     return await svc.rights.attest(request_id, request.user.actor, data.note)
 
 
 @post("/{request_id:int}/send-code", guards=[scope("rights:write")])
-async def send_code(request_id: FromPath[int], svc: Svc, request: Req) -> RightsRequest:
+async def send_code(request_id: RowId, svc: Svc, request: Req) -> RightsRequest:
     await svc.rights.send_code(request_id, request.user.actor)
     return await svc.rights.get(request_id)
 
 
 @post("/{request_id:int}/verify", guards=[scope("rights:write")])
-async def verify(
-    request_id: FromPath[int], data: JSONBody[Code], svc: Svc, request: Req
-) -> RightsRequest:
+async def verify(request_id: RowId, data: JSONBody[Code], svc: Svc, request: Req) -> RightsRequest:
     return await svc.rights.verify_code(request_id, data.code, request.user.actor)
 
 
 @post("/{request_id:int}/process", guards=[scope("rights:write")])
-async def process(request_id: FromPath[int], svc: Svc, request: Req) -> RightsRequest:
+async def process(request_id: RowId, svc: Svc, request: Req) -> RightsRequest:
     return await svc.rights.process(request_id, request.user.actor)
 
 
 @post("/{request_id:int}/refuse", guards=[scope("rights:write")])
 async def refuse(
-    request_id: FromPath[int], data: JSONBody[Reason], svc: Svc, request: Req
+    request_id: RowId, data: JSONBody[Reason], svc: Svc, request: Req
 ) -> RightsRequest:
     return await svc.rights.refuse(request_id, data.reason, request.user.actor)
 
 
 @post("/{request_id:int}/extend", guards=[scope("rights:write")])
 async def extend(
-    request_id: FromPath[int], data: JSONBody[Reason], svc: Svc, request: Req
+    request_id: RowId, data: JSONBody[Reason], svc: Svc, request: Req
 ) -> RightsRequest:
     return await svc.rights.extend(request_id, data.reason, request.user.actor)
 
 
+@post("/{request_id:int}/forward", guards=[scope("rights:write")])
+async def forward(
+    request_id: RowId, data: JSONBody[Forward], svc: Svc, request: Req
+) -> RightsRequest:
+    return await svc.rights.forward(
+        request_id, data.controller, data.note, request.user.actor, export=data.export
+    )
+
+
 @get("/{request_id:int}/export", guards=[scope("rights:export")], media_type="application/zip")
-async def download_export(request_id: FromPath[int], svc: Svc, request: Req) -> File:
+async def download_export(request_id: RowId, svc: Svc, request: Req) -> File:
     req = await svc.rights.get(request_id)
     path = Path(req.export_path) if req.export_path else None
     if path is None or not path.is_file():
@@ -141,6 +156,7 @@ router = Router(
         process,
         refuse,
         extend,
+        forward,
         download_export,
     ],
     tags=["rights requests"],

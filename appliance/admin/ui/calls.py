@@ -19,11 +19,15 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream, Template
 
+from appliance.admin import policy, status
 from appliance.admin.auth import logged_in, scope
+from appliance.admin.params import RowId
 from appliance.admin.services import Services, Svc
 from appliance.admin.users import User
+from appliance.errors import CallvaultError
 from appliance.privacy.identifiers import IdentifierError
 from appliance.telephony.recordings import RecordingStore
+from appliance.voice.report import ReportVault, ReportView
 from appliance.voice.transcripts import TranscriptError, TranscriptVault
 
 PAGE = 50
@@ -67,6 +71,13 @@ async def dashboard(svc: Svc, request: UserReq) -> Template:
             for r in await svc.rights.all(open_only=True)
         ]  # fmt: skip
     disk = shutil.disk_usage(svc.cfg.state_dir)
+    upcoming, upcoming_error = None, ""
+    if "retention:read" in user.scopes:
+        try:
+            upcoming = await policy.upcoming(svc.privacy)
+        except CallvaultError as exc:
+            upcoming_error = str(exc)
+    models = status.summary(await status.models_status(svc.cfg))
     return Template(
         "dashboard.html",
         context={
@@ -80,6 +91,9 @@ async def dashboard(svc: Svc, request: UserReq) -> Template:
             },
             "open_requests": open_requests,
             "disk": {"free_gb": disk.free / 1e9, "used_pct": 100 * disk.used / disk.total},
+            "upcoming": upcoming,
+            "upcoming_error": upcoming_error,
+            "models": models,
         },
     )
 
@@ -174,12 +188,27 @@ async def call_detail(
         "user": user, "call": call, "cdrs": await svc.db.cdrs(call_id),
         "consents": await svc.db.consents(call_id), "recordings": recordings,
         "purposes": PURPOSES, "purpose": purpose if purpose in PURPOSES else "",
-        "when": _when, "transcripts": [], "report": None,
+        "when": _when, "transcripts": [], "report": None, "report_error": "",
     }  # fmt: skip
     if context["purpose"]:
         context["transcripts"] = await _transcripts(svc, user, call_id, context["purpose"])
+        context["report"], context["report_error"] = await _report(
+            svc, user, call_id, context["purpose"]
+        )
     context["audit"] = await svc.db.call_audit(call_id, [int(r["id"]) for r in recordings])
     return Template("call.html", context=context)
+
+
+async def _report(
+    svc: Services, user: User, call_id: str, purpose: str
+) -> tuple[ReportView | None, str]:
+    """The call's post-call report (audited as `report.view`), or why it cannot be shown."""
+    if await svc.db.report_for_call(call_id) is None:
+        return None, ""
+    try:
+        return await ReportVault(svc.db, svc.privacy).read_report(call_id, user.actor, purpose), ""
+    except CallvaultError as exc:  # e.g. shredded keys or a damaged row: the page still opens
+        return None, str(exc)
 
 
 async def _transcripts(svc: Services, user: User, call_id: str, purpose: str) -> list[Any]:
@@ -194,7 +223,7 @@ async def _transcripts(svc: Services, user: User, call_id: str, purpose: str) ->
 )
 async def audio(
     call_id: FromPath[str],
-    recording_id: FromPath[int],
+    recording_id: RowId,
     svc: Svc,
     request: UserReq,
     purpose: FromQuery[str] = "",

@@ -21,12 +21,15 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import File, Redirect, Template
 
 from appliance.admin.auth import scope
+from appliance.admin.params import RowId
 from appliance.admin.services import Svc
 from appliance.admin.users import User
 from appliance.errors import CallvaultError
 from appliance.privacy.rights.model import RightsError
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
 @dataclass
 class ImportForm:
     file: UploadFile
@@ -142,7 +145,7 @@ async def request_create(data: Form, svc: Svc, request: UserReq) -> Redirect:
 
 @get("/requests/{request_id:int}", guards=[scope("rights:read")], name="request")
 async def request_page(
-    request_id: FromPath[int],
+    request_id: RowId,
     svc: Svc,
     request: UserReq,
     ok: FromQuery[str] = "",
@@ -161,7 +164,7 @@ async def request_page(
 
 @post("/requests/{request_id:int}/{action:str}", guards=[scope("rights:write")])
 async def request_action(
-    request_id: FromPath[int], action: FromPath[str], data: Form, svc: Svc, request: UserReq
+    request_id: RowId, action: FromPath[str], data: Form, svc: Svc, request: UserReq
 ) -> Redirect:
     actor = request.user.actor
     here = f"/requests/{request_id}"
@@ -182,6 +185,11 @@ async def request_action(
         elif action == "refuse":
             await rights.refuse(request_id, data.get("reason", ""), actor)
             msg = "request refused; the reason is on record"
+        elif action == "forward":
+            await rights.forward(
+                request_id, data.get("controller", ""), data.get("note", ""), actor
+            )
+            msg = "forwarded, with an access export attached"
         elif action == "extend":
             await rights.extend(request_id, data.get("reason", ""), actor)
             msg = "deadline extended by two months"
@@ -193,7 +201,7 @@ async def request_action(
 
 
 @get("/requests/{request_id:int}/export", guards=[scope("rights:export")])
-async def request_export(request_id: FromPath[int], svc: Svc, request: UserReq) -> File:
+async def request_export(request_id: RowId, svc: Svc, request: UserReq) -> File:
     req = await svc.rights.get(request_id)
     path = Path(req.export_path) if req.export_path else None
     if path is None or not path.is_file():
@@ -245,7 +253,7 @@ async def hold_add(data: Form, svc: Svc, request: UserReq) -> Redirect:
 
 
 @post("/holds/{hold_id:int}/release", guards=[scope("holds:write")])
-async def hold_release(hold_id: FromPath[int], svc: Svc, request: UserReq) -> Redirect:
+async def hold_release(hold_id: RowId, svc: Svc, request: UserReq) -> Redirect:
     try:
         await svc.rights.holds.release(hold_id, request.user.actor)
     except CallvaultError as exc:
