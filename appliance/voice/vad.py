@@ -17,6 +17,15 @@ import onnxruntime
 WINDOW = 512
 CONTEXT = 64
 WINDOW_MS = 32
+QUIET_PROB = 0.1
+QUIET_RESET_MS = 2000
+"""Silero's LSTM state drifts over long stretches without speech: after 8-20 s of digital
+silence or faint line noise (a caller listening to the greeting or a long answer) it reached
+0.5 only 0.7-1.9 s into the caller's next words, so they began outside the pre-roll ("Can I
+speak to a real person, please?" was heard as "a real person, please." and the hand-over never
+happened). After this much continuous non-speech (every window below `QUIET_PROB`) the state
+starts over, as at the start of a call, and onsets are found within ~0.25 s however long the
+silence was."""
 
 
 class SileroVad:
@@ -35,6 +44,7 @@ class SileroVad:
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
+        self._quiet_ms = 0
 
     def feed(self, samples: npt.NDArray[np.float32]) -> list[float]:
         """16 kHz samples in; one speech probability per completed 32 ms window out."""
@@ -47,7 +57,13 @@ class SileroVad:
                 None, {"input": x, "h": self._h, "c": self._c}
             )
             self._context = window[-CONTEXT:]
-            probs.append(float(np.asarray(out).reshape(-1)[0]))
+            prob = float(np.asarray(out).reshape(-1)[0])
+            probs.append(prob)
+            self._quiet_ms = self._quiet_ms + WINDOW_MS if prob < QUIET_PROB else 0
+            if self._quiet_ms >= QUIET_RESET_MS:
+                self._h = np.zeros_like(self._h)
+                self._c = np.zeros_like(self._c)
+                self._quiet_ms = 0
         return probs
 
 
@@ -80,17 +96,18 @@ class Endpointer:
 
     Speech starts after `start_ms` of speech; a turn ends after `end_ms` of silence, or after
     `end_ms_complete` when the caller's words so far already read as a complete sentence
-    (`looks_complete` on the speculative transcript). The scripted callers' longest pause inside
-    a sentence is 224 ms (Piper at a comma), real callers pause longer mid-thought than after a
-    finished sentence; the agent's answer is prepared during the wait (speculation), so the wait
-    is the floor of the answer time, not an addition to it.
+    (`looks_complete` on the speculative transcript). Piper's scripted callers pause up to
+    288 ms inside a sentence (after "Thank you," and "Hi,", which do not read as complete);
+    real callers pause longer mid-thought than after a finished sentence. The agent prepares
+    its answer during the wait (speculation), so the wait is a floor of the answer time, not
+    an addition to it.
     """
 
     threshold: float = 0.5
     release: float = 0.35
     start_ms: int = 96
     end_ms: int = 416
-    end_ms_complete: int = 288
+    end_ms_complete: int = 320
     in_speech: bool = False
     _speech_run: int = 0
     _silence_run: int = 0
