@@ -14,6 +14,8 @@ import pytest
 
 from bench.provisioning import SERVICES, exposure, playbook, run_testbed
 
+# Two playbook runs on a fresh rootfs; a clean checkout first builds its wheelhouse.
+pytestmark = pytest.mark.timeout(1800)
 REPO = Path(__file__).resolve().parents[2]
 # One rootfs per test process: two checkouts (a developer's and CI's) may provision at once.
 ROOTFS = Path(f"/var/cache/callvault/provision-rootfs-{os.getpid()}")
