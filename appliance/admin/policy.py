@@ -18,12 +18,16 @@ a legal hold placed since keeps. A preview older than `PREVIEW_TTL_S` must be re
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from appliance.config import RETENTION_CATEGORIES, Config
+from appliance.errors import CallvaultError
 from appliance.privacy import Actor, Privacy
 from appliance.privacy.retention import (
     FLOORS,
@@ -36,10 +40,12 @@ from appliance.privacy.retention import (
     RunResult,
 )
 
+log = logging.getLogger(__name__)
 PREVIEW_TTL_S = 15 * 60
 # A browser clock or a proxy a little behind: a preview "from the future" by this much is fine.
 _SKEW_S = 5.0
 UPCOMING_CACHE_S = 600.0
+UPCOMING_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -274,6 +280,8 @@ def parse_days(fields: Mapping[str, str], prefix: str = "days_") -> dict[str, in
 # ---- the purge
 def check_preview(at: float, now: float | None = None) -> None:
     now = time.time() if now is None else now
+    if not math.isfinite(at):
+        raise RetentionError("the dry run's time is not a time: run a new dry run")
     if at > now + _SKEW_S:
         raise RetentionError("the dry run's time is in the future: run a new dry run")
     if now - at > PREVIEW_TTL_S:
@@ -300,24 +308,53 @@ def run_summary(result: RunResult) -> dict[str, Any]:
 
 
 # ---- the dashboard's "upcoming purges"
-_upcoming: dict[str, tuple[float, DryRun]] = {}
+@dataclass
+class _Forecast:
+    at: float = 0.0
+    result: DryRun | None = None
+    error: str = ""
+    task: asyncio.Task[None] | None = None
 
 
-async def upcoming(privacy: Privacy) -> DryRun:
-    """What the next purge run will act on (a plan at now + the purge interval; not recorded).
-    Cached per process for a few minutes: on a large store a plan takes a while."""
-    key = str(privacy.cfg.database)
+_forecasts: dict[str, _Forecast] = {}
+
+
+async def _refresh(privacy: Privacy, f: _Forecast) -> None:
     now = time.time()
-    hit = _upcoming.get(key)
-    if hit is not None and now - hit[0] < UPCOMING_CACHE_S:
-        return hit[1]
-    retention = Retention.of(privacy)
-    plan = await retention.plan(now + retention.policies.interval_h * 3600)
-    result = DryRun.of(plan)
-    _upcoming[key] = (now, result)
-    return result
+    try:
+        retention = Retention.of(privacy)
+        plan = await retention.plan(now + retention.policies.interval_h * 3600)
+    except CallvaultError as exc:  # a policy the engine refuses: the page says which
+        f.error = str(exc)
+    except Exception:  # e.g. the store closing under it at shutdown: no forecast, say so
+        log.exception("retention forecast failed")
+        f.error = "the retention forecast failed (see the admin log)"
+    else:
+        f.at, f.result, f.error = now, DryRun.of(plan), ""
+
+
+async def upcoming(privacy: Privacy, *, wait_s: float = UPCOMING_WAIT_S) -> DryRun | None:
+    """What the next purge run will act on: a plan at now + the purge interval (not recorded).
+
+    On a large store a plan takes seconds (4 s at 1 M calls), so it is computed in the
+    background and kept for a few minutes: a page waits at most `wait_s` for a fresh one and
+    otherwise shows the last (or None: "being computed"). RetentionError (a bad policy) is
+    raised to the page.
+    """
+    key = str(privacy.cfg.database)
+    f = _forecasts.setdefault(key, _Forecast())
+    stale = time.time() - f.at >= UPCOMING_CACHE_S
+    if stale and (f.task is None or f.task.done()):
+        f.task = asyncio.create_task(_refresh(privacy, f), name="retention-forecast")
+    if f.task is not None and not f.task.done():
+        await asyncio.wait({f.task}, timeout=wait_s)
+    if f.error:
+        raise RetentionError(f.error)
+    return f.result
 
 
 def forget_upcoming(privacy: Privacy) -> None:
-    """After a purge the cached forecast is stale."""
-    _upcoming.pop(str(privacy.cfg.database), None)
+    """After a purge the forecast is stale: the next page computes it again."""
+    f = _forecasts.get(str(privacy.cfg.database))
+    if f is not None:
+        f.at = 0.0

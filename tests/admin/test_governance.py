@@ -120,6 +120,8 @@ async def test_purge_runs_the_previewed_plan_and_holds_win(
         data={"at": str(float(at.group(1)) - 3600), "expect": "1", "_csrf_token": token},
     )
     assert "minutes old" in r.text
+    r = await c.post("/retention/run", data={"at": "nan", "_csrf_token": token})
+    assert "not a time" in r.text
     assert await _purges(cfg) == [] and len(await _calls(cfg)) == 3
     expect = re.search(r'name="expect" value="(\d+)"', page)
     assert expect and expect.group(1) == "1"

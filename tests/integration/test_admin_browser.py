@@ -373,6 +373,17 @@ async def test_dpo_registers(site: tuple[Config, str], browser: Browser) -> None
     download = await info.value
     assert download.suggested_filename.startswith("ropa-")
     assert download.suggested_filename.endswith(".md")
+    # The other DPO pages, for the screenshots.
+    await _nav(page, "Do not call")
+    await expect(page.locator("h1")).to_have_text("Do-not-call list")
+    await _shot(page, "dnc")
+    await _nav(page, "Rights requests")
+    await expect(page.locator("h1")).to_have_text("Rights requests")
+    await _shot(page, "requests")
+    await _nav(page, "Audit log")
+    await page.click("text=Verify the chain")
+    await expect(page.locator("p.ok")).to_contain_text("Chain intact")
+    await _shot(page, "audit")
     assert not csp, csp
 
 
