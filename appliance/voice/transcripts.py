@@ -259,22 +259,24 @@ class TranscriptVault:
             raise TranscriptError(f"nothing to search for in {query!r}: no words")
         per_word = [await self.db.search_token(tok) for tok in await self.tokens(words)]
         calls = set.intersection(*({str(h["call_id"]) for h in hits} for hits in per_word))
-        matches = []
-        for call_id in sorted(calls, reverse=True):
-            found = {
-                int(h["segment_id"]): Hit(
-                    transcript_id=int(h["transcript_id"]),
-                    call_id=call_id,
-                    line=str(h["line"]),
-                    leg=str(h["leg"]),
-                    start_s=float(h["start_s"]),
-                    end_s=float(h["end_s"]),
-                )
-                for hits in per_word
-                for h in hits
-                if h["call_id"] == call_id
-            }
-            matches.append(CallMatch(call_id, tuple(sorted(found.values(), key=_hit_order))))
+        # One pass over the hits, grouped by call: a frequent word must not cost calls x hits.
+        by_call: dict[str, dict[int, Hit]] = {c: {} for c in calls}
+        for hits in per_word:
+            for h in hits:
+                found = by_call.get(str(h["call_id"]))
+                if found is not None:
+                    found[int(h["segment_id"])] = Hit(
+                        transcript_id=int(h["transcript_id"]),
+                        call_id=str(h["call_id"]),
+                        line=str(h["line"]),
+                        leg=str(h["leg"]),
+                        start_s=float(h["start_s"]),
+                        end_s=float(h["end_s"]),
+                    )
+        matches = [
+            CallMatch(call_id, tuple(sorted(by_call[call_id].values(), key=_hit_order)))
+            for call_id in sorted(calls, reverse=True)
+        ]
         await self.privacy.audit.record(
             actor,
             "transcript.search",
