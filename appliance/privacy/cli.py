@@ -33,7 +33,7 @@ def operator() -> Actor:
     return Actor(name=f"cli:{getpass.getuser()}", role="operator")
 
 
-def _run(fn: Handler, console: Console) -> Callable[[argparse.Namespace], int]:
+def with_privacy(fn: Handler, console: Console) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from appliance.privacy import Privacy
         from appliance.store import Database
@@ -153,13 +153,13 @@ def add_parser(sub: Any, console: Console) -> None:
     rot.add_argument(
         "--new-passphrase-file", help="passphrase mode: the new passphrase (default: keep it)"
     )
-    rot.set_defaults(fn=_run(keys_rotate, console))
+    rot.set_defaults(fn=with_privacy(keys_rotate, console))
 
     audit = psub.add_parser("audit", help="the audit chain").add_subparsers(
         dest="audit_cmd", required=True
     )
     audit.add_parser("verify", help="check every row's hash link").set_defaults(
-        fn=_run(audit_verify, console)
+        fn=with_privacy(audit_verify, console)
     )
 
     dnc = psub.add_parser("dnc", help="the do-not-call list").add_subparsers(
@@ -169,33 +169,33 @@ def add_parser(sub: Any, console: Console) -> None:
     add.add_argument("number", help="E.164 (+46…), a national number, or an extension")
     add.add_argument("--source", default="operator", help="where the request came from")
     add.add_argument("--reason", default="", help="why (no personal data)")
-    add.set_defaults(fn=_run(dnc_add, console))
+    add.set_defaults(fn=with_privacy(dnc_add, console))
     rm = dnc.add_parser("remove", help="allow calls to this number again")
     rm.add_argument("number")
-    rm.set_defaults(fn=_run(dnc_remove, console))
+    rm.set_defaults(fn=with_privacy(dnc_remove, console))
     ls = dnc.add_parser("list", help="show the list (audited)")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--purpose", default="do-not-call administration")
-    ls.set_defaults(fn=_run(dnc_list, console))
+    ls.set_defaults(fn=with_privacy(dnc_list, console))
     imp = dnc.add_parser("import", help="import a CSV with a 'number' column")
     imp.add_argument("file")
     imp.add_argument("--source", default="import", help="source for rows without one")
-    imp.set_defaults(fn=_run(dnc_import, console))
+    imp.set_defaults(fn=with_privacy(dnc_import, console))
 
     look = psub.add_parser("lookup", help="everything linked to a number or e-mail (audited)")
     look.add_argument("identifier")
     look.add_argument("--json", action="store_true")
     look.add_argument("--purpose", default="data subject request")
-    look.set_defaults(fn=_run(lookup, console))
+    look.set_defaults(fn=with_privacy(lookup, console))
 
     from appliance.privacy.rights.cli import add_parsers as add_rights_parsers
 
-    add_rights_parsers(psub, lambda fn: _run(fn, console))
+    add_rights_parsers(psub, lambda fn: with_privacy(fn, console))
 
     from appliance.privacy.governance_cli import add_parsers as add_governance_parsers
 
-    add_governance_parsers(psub, lambda fn: _run(fn, console), console)
+    add_governance_parsers(psub, lambda fn: with_privacy(fn, console), console)
 
     from appliance.privacy.retention_cli import add_parsers as add_retention_parsers
 
-    add_retention_parsers(psub, lambda fn: _run(fn, console))
+    add_retention_parsers(psub, lambda fn: with_privacy(fn, console))

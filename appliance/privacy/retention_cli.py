@@ -203,7 +203,7 @@ def add_parsers(psub: Any, wrap: Wrap) -> None:
 
 def add_timer_parser(sub: Any, console: Console) -> None:
     """`callvault retention run`: the purge as the systemd timer starts it."""
-    from appliance.privacy.cli import _run
+    from appliance.privacy.cli import with_privacy as _run
 
     ret = sub.add_parser(
         "retention", help="retention purge (run by callvault-retention.timer)"

@@ -8,39 +8,21 @@ only, never the words) per search.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from appliance import config as config_mod
+from appliance.privacy.cli import with_privacy
 
 if TYPE_CHECKING:
     from appliance.privacy import Privacy
 
-Handler = Callable[[argparse.Namespace, "Privacy", Console], Awaitable[int]]
-
-
-def _run(fn: Handler, console: Console) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from appliance.privacy import Privacy
-        from appliance.store import Database
-
-        cfg = config_mod.load(Path(args.config))
-
-        async def go() -> int:
-            async with Database(cfg.database) as db:
-                return await fn(args, Privacy(cfg, db), console)
-
-        return asyncio.run(go())
-
-    return run
+# The privacy engine's command wrapper: config, database and `Privacy` per command.
+_run = with_privacy
 
 
 def clock(seconds: float) -> str:
