@@ -94,7 +94,8 @@ def looks_complete(text: str) -> bool:
 class Endpointer:
     """Turns speech probabilities into turn events.
 
-    Speech starts after `start_ms` of speech; a turn ends after `end_ms` of silence, or after
+    Speech starts after `start_ms` of speech (opened above `threshold`, held above `release`);
+    a turn ends after `end_ms` of silence, or after
     `end_ms_complete` when the caller's words so far already read as a complete sentence
     (`looks_complete` on the speculative transcript). Piper's scripted callers pause up to
     288 ms inside a sentence (after "Thank you," and "Hi,", which do not read as complete);
@@ -123,7 +124,14 @@ class Endpointer:
     def update(self, prob: float) -> str | None:
         """`"start"`, `"pause"` (first silent window: speculate), `"resume"`, `"end"`, or None."""
         if not self.in_speech:
-            self._speech_run = self._speech_run + WINDOW_MS if prob >= self.threshold else 0
+            # Hysteresis, as Silero's own segmenter: a run opened above `threshold` goes on
+            # while the probability stays above `release`. Word onsets of "Can I…" hover
+            # around 0.5 (0.55, 0.49, 0.44, 0.61): a strict run restarted at every dip and
+            # the start came ~0.5 s late, past the pre-roll.
+            if prob >= self.threshold or (self._speech_run and prob >= self.release):
+                self._speech_run += WINDOW_MS
+            else:
+                self._speech_run = 0
             if self._speech_run >= self.start_ms:
                 self.in_speech = True
                 self._silence_run = 0

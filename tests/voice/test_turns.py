@@ -25,6 +25,19 @@ def test_turn_starts_after_sustained_speech_and_ends_after_silence() -> None:
     assert ep.last_silence_ms == ep.end_ms
 
 
+def test_an_onset_that_wavers_around_the_threshold_still_starts_the_turn() -> None:
+    # Silero on Piper's "Can I…" (measured): a strict run restarted at 0.49 and started late.
+    ep = Endpointer()
+    events = [ep.update(p) for p in (0.04, 0.16, 0.55, 0.49, 0.44)]
+    assert events == [None, None, None, None, "start"]
+
+
+def test_a_lone_spike_or_sub_threshold_murmur_does_not_start_a_turn() -> None:
+    ep = Endpointer()
+    assert [ep.update(p) for p in (0.6, 0.2, 0.45, 0.45, 0.45, 0.45, 0.3)] == [None] * 7
+    assert not ep.in_speech
+
+
 def test_a_short_pause_inside_a_sentence_does_not_end_the_turn() -> None:
     ep = Endpointer()
     events = feed(ep, "#" * 10 + "....." + "#" * 10)
