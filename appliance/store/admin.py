@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from appliance.store.base import AuditEntry, AuditSeal, StoreBase
+from appliance.store.base import AuditEntry, AuditSeal, StoreBase, StoreError
 
 
 class AdminSql(StoreBase):
@@ -190,8 +190,11 @@ class AdminSql(StoreBase):
         call_ids: Sequence[str] | None,
         before: tuple[float, str] | None,
         limit: int,
+        transcript_tokens: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest first. `lines` None: every line; `call_ids`: only these (e.g. search hits)."""
+        """Newest first. `lines` None: every line; `call_ids`: only these (e.g. search hits);
+        `transcript_tokens`: only calls whose transcripts hold every one of these keyed search
+        tokens (in any segment or leg)."""
         where: list[str] = []
         args: list[Any] = []
         if lines is not None:
@@ -215,9 +218,30 @@ class AdminSql(StoreBase):
         if call_ids is not None:
             where.append(f"c.id IN ({', '.join('?' for _ in call_ids)})" if call_ids else "0")
             args.extend(call_ids)
+        if transcript_tokens is not None:
+            # The set of matching calls is built in SQLite (one FTS5 lookup per word,
+            # intersected per call), so a frequent word costs no Python row per hit and the
+            # page stops at `limit`.
+            if any(not t.isalnum() or not t.isascii() for t in transcript_tokens):
+                raise StoreError("a search token is ASCII alphanumeric")
+            per_word = (
+                "SELECT t.call_id FROM transcript_fts f"
+                " JOIN transcript_segments s ON s.id = f.rowid"
+                " JOIN transcripts t ON t.id = s.transcript_id WHERE transcript_fts MATCH ?"
+            )
+            where.append(
+                f"c.id IN ({' INTERSECT '.join(per_word for _ in transcript_tokens)})"
+                if transcript_tokens
+                else "0"
+            )
+            args.extend(f'"{t}"' for t in transcript_tokens)
         if before is not None:
-            where.append("(c.started_at < ? OR (c.started_at = ? AND c.id < ?))")
-            args.extend([before[0], before[0], before[1]])
+            # The first term lets SQLite range-scan the started_at index; the second breaks
+            # ties between calls that started in the same instant.
+            where.append(
+                "c.started_at <= ? AND (c.started_at < ? OR (c.started_at = ? AND c.id < ?))"
+            )
+            args.extend([before[0], before[0], before[0], before[1]])
         sql = (
             "SELECT c.*, (SELECT count(*) FROM recordings r WHERE r.call_id = c.id) AS recordings"
             " FROM calls c"

@@ -249,6 +249,19 @@ class TranscriptVault:
         rows = await self.db.transcripts(call_id)
         return await self.read_rows(rows, actor=actor, purpose=purpose, action=action)
 
+    async def search_tokens(self, query: str, *, actor: Actor, purpose: str) -> list[str]:
+        """The keyed index tokens of `query`'s words, for a store query that pages calls
+        (the admin call list). Audited as `transcript.search`, like `search`, with the number
+        of words only: the words are not logged."""
+        words = list(dict.fromkeys(words_of(query)))
+        if not words:
+            raise TranscriptError(f"nothing to search for in {query!r}: no words")
+        tokens = await self.tokens(words)
+        await self.privacy.audit.record(
+            actor, "transcript.search", "transcripts", purpose, f"words={len(words)} paged"
+        )
+        return tokens
+
     async def search(self, query: str, *, actor: Actor, purpose: str) -> list[CallMatch]:
         """Calls in which every word of `query` was said, newest first, with where each was.
 

@@ -97,3 +97,41 @@ async def test_transcripts_are_stored_once_and_go_with_their_index_rows(tmp_path
         assert await db.transcript_index_size() == 0
     assert count(path, "transcript_segments") == 0
     assert b"bb22" not in path.read_bytes()
+
+
+async def test_call_page_keeps_calls_holding_every_searched_word_across_legs(
+    tmp_path: Path,
+) -> None:
+    async with Database(tmp_path / "db.sqlite") as db:
+        ids = [f"{300 + i}.1" for i in range(5)]
+        for i, cid in enumerate(ids):
+            await db.add_cdr(replace(CDR, call_id=cid, uniqueid=cid, start_at=1000.0 + i))
+        # Call 0: both words in one leg; call 1: one word per leg; call 2: only one word.
+        await db.add_transcript(row(call_id=ids[0]), SEGMENTS, AUDIT)
+        await db.add_transcript(row(call_id=ids[1]), [IndexedSegment(0, 1, ["aa11"])], AUDIT)
+        await db.add_transcript(
+            row("callee", call_id=ids[1]), [IndexedSegment(0, 1, ["cc33"])], AUDIT
+        )
+        await db.add_transcript(row(call_id=ids[2]), [IndexedSegment(0, 1, ["cc33"])], AUDIT)
+
+        async def page(tokens: list[str], **kw: object) -> list[str]:
+            args: dict[str, object] = {
+                "lines": None, "since": None, "until": None, "disposition": None,
+                "subject_index": None, "call_ids": None, "before": None, "limit": 10,
+            }  # fmt: skip
+            rows = await db.calls_page(**{**args, **kw}, transcript_tokens=tokens)  # type: ignore[arg-type]
+            return [str(r["id"]) for r in rows]
+
+        assert await page(["aa11", "cc33"]) == [ids[1], ids[0]]  # newest first
+        assert await page(["cc33"]) == [ids[2], ids[1], ids[0]]
+        assert await page(["cc33"], limit=1) == [ids[2]]
+        first = (await db.calls_page(
+            lines=None, since=None, until=None, disposition=None, subject_index=None,
+            call_ids=None, before=None, limit=1, transcript_tokens=["cc33"],
+        ))[0]  # fmt: skip
+        after = (float(first["started_at"]), str(first["id"]))
+        assert await page(["cc33"], before=after) == [ids[1], ids[0]]
+        assert await page(["zz99"]) == []
+        assert await page([]) == []
+        with pytest.raises(StoreError, match="ASCII alphanumeric"):
+            await page(['aa11" OR "cc33'])

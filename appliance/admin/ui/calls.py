@@ -132,7 +132,7 @@ async def calls(
         subject = None
         if number:
             subject = await svc.privacy.keyring.blind_index(svc.privacy.subjects.parse(number))
-        hits = await _search(svc, user, q) if q else None
+        tokens = await _search(svc, user, q) if q else None
         cursor = None
         if before:
             ts, _, cid = before.partition("_")
@@ -143,9 +143,10 @@ async def calls(
             until=(_day_start(until, "to") or 0) + 86400 if until else None,
             disposition=disposition or None,
             subject_index=subject,
-            call_ids=hits,
+            call_ids=None,
             before=cursor,
             limit=PAGE + 1,
+            transcript_tokens=tokens,
         )
     except (ValueError, IdentifierError) as exc:
         error = str(exc)
@@ -163,14 +164,14 @@ async def calls(
 
 
 async def _search(svc: Services, user: User, q: str) -> list[str]:
-    """Call ids whose transcripts contain every word (keyed-token index; audited)."""
+    """The keyed index tokens of the words searched for (audited); the page query keeps the
+    calls whose transcripts hold all of them."""
     try:
-        matches = await TranscriptVault(svc.db, svc.privacy).search(
+        return await TranscriptVault(svc.db, svc.privacy).search_tokens(
             q, actor=user.actor, purpose="call review"
         )
     except TranscriptError as exc:
         raise ValueError(str(exc)) from None
-    return [m.call_id for m in matches]
 
 
 def _when(ts: float | None) -> str:
