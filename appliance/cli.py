@@ -182,7 +182,7 @@ def cmd_net(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one registration per command
     p = argparse.ArgumentParser(prog="callvault", description=__doc__)
     p.add_argument(
         "--config",
@@ -253,6 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.voice.report_cli import add_parser as add_reports_parser
 
     add_reports_parser(sub, console)
+
+    __import__("appliance.campaign.cli").campaign.cli.add_parser(sub, console)  # one statement
+
+    from appliance.ops.cli import add_parser as add_ops_parser
+
+    add_ops_parser(sub, console)
+
+    from appliance.maint.cli import add_parser as add_maint_parser
+
+    add_maint_parser(sub, console)
+
+    __import__("appliance.voice.dialogue.cli").voice.dialogue.cli.add_parser(sub, console)
+
+    from appliance.pbx.cli import add_parser as add_pbx_parser
+
+    add_pbx_parser(sub, console)
 
     d = sub.add_parser("demo", help="start everything and place a scripted call to the AI line")
     d.set_defaults(fn=cmd_demo)

@@ -18,6 +18,7 @@ from typing import Any, Literal, cast, get_args
 
 from appliance.errors import ConfigError
 from appliance.secrets import SecretStore
+from appliance.voice.dialogue.playbook import PlaybookConfig, parse_playbook
 
 DEFAULT_PATH = Path("/etc/callvault/callvault.toml")
 
@@ -156,6 +157,9 @@ class LineConfig:
     """When a caller asks not to be contacted again (the post-call report's `opt_out`), the
     number always goes on the do-not-call list; true: their data is then erased too, keeping
     only the blocking entry."""
+    playbook: PlaybookConfig | None = None
+    """`[lines.playbook]`: the facts the agent may state, the tasks and slots it handles, and
+    the calendar it books into (appliance.voice.dialogue.playbook). None: free-form LLM."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +305,39 @@ class BackupConfig:
 
 
 @dataclass(frozen=True)
+class OpsConfig:
+    """Operating the box (issue 12): alert delivery, thresholds, logs. Alerts always show in
+    the admin UI and the journal; e-mail and the webhook are optional and stay on the LAN."""
+
+    smtp_host: str = ""
+    """The customer's own SMTP relay for alert e-mails; empty: no e-mail."""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    """Upgrade the relay connection with STARTTLS (the relay's certificate is verified)."""
+    smtp_from: str = ""
+    """Sender address (required with smtp_host)."""
+    smtp_to: tuple[str, ...] = ()
+    """Recipients (required with smtp_host)."""
+    webhook_url: str = ""
+    """`http(s)://ADDRESS[:PORT]/path` on the LAN (a private, loopback or link-local IP
+    literal, so no name lookup can send it off the premises): each alert is POSTed as JSON."""
+    disk_min_free_pct: float = 5.0
+    """Below this free share of a data disk the box is not ready (/readyz answers 503)."""
+    disk_warn_free_pct: float = 15.0
+    """Below this free share the "disk filling" alert fires."""
+    deadline_warn_days: int = 5
+    """Rights requests whose deadline is this close (or past) raise an alert."""
+    cert_warn_days: int = 21
+    """The admin TLS certificate raises an alert this many days before it expires."""
+    check_interval_s: float = 60.0
+    """How often `callvault serve` evaluates the alert conditions."""
+    log_format: Literal["json", "text"] = "json"
+    """JSON lines for journald (call ids as fields, personal data masked by type)."""
+    log_level: str = "INFO"
+    """The starting level; `callvault log-level LEVEL` changes it at run time."""
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/callvault")
     """Database, secrets and encrypted recordings live here."""
@@ -316,6 +353,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     source: Path | None = None
 
     @property
@@ -366,6 +404,7 @@ def parse(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) ->
         privacy=_privacy(top.section("privacy")),
         admin=_admin(top.section("admin")),
         backup=_backup(top.section("backup"), state_dir),
+        ops=_ops(top.section("ops")),
         source=source,
     )
     top.reject_unknown()
@@ -394,8 +433,22 @@ def _asterisk(s: _Section) -> AsteriskConfig:
     )
     if cfg.rtp_end <= cfg.rtp_start:
         raise ConfigError(s.name("rtp_end"), "must be greater than rtp_start")
+    if not _is_loopback(cfg.ami_host):
+        # AMI can originate calls and run commands: it must never listen beyond the box.
+        raise ConfigError(s.name("ami_host"), f"{cfg.ami_host!r} is not a loopback address")
     s.reject_unknown()
     return cfg
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _agent(s: _Section) -> AgentConfig:
@@ -471,9 +524,16 @@ def _line(s: _Section) -> LineConfig:
         summary_schema=s.path("summary_schema", None) if "summary_schema" in s.raw else None,
         retention_days=_retention_days(s.section("retention_days"), allow_empty=True),
         erase_on_opt_out=s.flag("erase_on_opt_out", LineConfig.erase_on_opt_out),
+        playbook=_playbook(s),
     )
     s.reject_unknown()
     return cfg
+
+
+def _playbook(s: _Section) -> PlaybookConfig | None:
+    if "playbook" not in s.raw:
+        return None
+    return parse_playbook(s.section("playbook").raw, s.name("playbook"))
 
 
 def _lawful_basis(s: _Section) -> LawfulBasis:
@@ -699,6 +759,74 @@ def _backup(s: _Section, state_dir: Path) -> BackupConfig:
     )
     s.reject_unknown()
     return cfg
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _ops(s: _Section) -> OpsConfig:
+    d = OpsConfig()
+    smtp_host = s.text("smtp_host", d.smtp_host)
+    smtp_from = s.text("smtp_from", d.smtp_from)
+    smtp_to = tuple(s.strings("smtp_to", []))
+    if smtp_host:
+        if not smtp_from:
+            raise ConfigError(s.name("smtp_from"), "is required with smtp_host")
+        if not smtp_to:
+            raise ConfigError(s.name("smtp_to"), "is required with smtp_host")
+    for key, addrs in (("smtp_from", (smtp_from,) if smtp_from else ()), ("smtp_to", smtp_to)):
+        for addr in addrs:
+            if not _EMAIL.match(addr):
+                raise ConfigError(s.name(key), f"{addr!r} is not an e-mail address")
+    webhook = s.text("webhook_url", d.webhook_url)
+    if webhook:
+        _check_lan_url(webhook, s.name("webhook_url"))
+    fmt = s.text("log_format", d.log_format)
+    if fmt not in ("json", "text"):
+        raise ConfigError(s.name("log_format"), f"must be 'json' or 'text', got {fmt!r}")
+    level = s.text("log_level", d.log_level).upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError(s.name("log_level"), f"must be one of {', '.join(_LOG_LEVELS)}")
+    min_free = s.number("disk_min_free_pct", d.disk_min_free_pct)
+    warn_free = s.number("disk_warn_free_pct", d.disk_warn_free_pct)
+    if not min_free < warn_free < 100:
+        raise ConfigError(
+            s.name("disk_warn_free_pct"), "must be above disk_min_free_pct and below 100"
+        )
+    cfg = OpsConfig(
+        smtp_host=smtp_host,
+        smtp_port=s.port("smtp_port", d.smtp_port),
+        smtp_starttls=s.flag("smtp_starttls", d.smtp_starttls),
+        smtp_from=smtp_from,
+        smtp_to=smtp_to,
+        webhook_url=webhook,
+        disk_min_free_pct=min_free,
+        disk_warn_free_pct=warn_free,
+        deadline_warn_days=s.integer("deadline_warn_days", d.deadline_warn_days, lo=0, hi=90),
+        cert_warn_days=s.integer("cert_warn_days", d.cert_warn_days, lo=0, hi=365),
+        check_interval_s=s.number("check_interval_s", d.check_interval_s),
+        log_format=cast(Literal["json", "text"], fmt),
+        log_level=level,
+    )
+    s.reject_unknown()
+    return cfg
+
+
+def _check_lan_url(url: str, name: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"{url!r} is not an http(s) URL")
+    try:
+        addr = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        raise ConfigError(
+            name, f"{parts.hostname!r}: use the LAN address, not a name (no lookups off the box)"
+        ) from None
+    if not (addr.is_private or addr.is_loopback or addr.is_link_local) or addr.is_global:
+        raise ConfigError(name, f"{addr} is not a LAN address (private, loopback, link-local)")
 
 
 def _check_numbering(cfg: Config) -> None:

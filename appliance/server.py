@@ -19,6 +19,9 @@ from appliance.telephony.sip.agent import CallHandler
 from appliance.voice.postcall import PostCallPipeline, Reporter
 
 if TYPE_CHECKING:  # the voice stack (Whisper, llama.cpp, Piper) loads only when used
+    from collections.abc import AsyncIterator
+
+    from appliance.pbx.service import PbxService
     from appliance.voice.agent import Recorder
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,8 @@ class Appliance:
             bind_port=cfg.agent.port,
             max_calls=cfg.agent.max_calls,
             runtime=runtime,
+            # A crash of the voice stack mid-call: the line's recorded greeting, then hang up.
+            fallback=GreetAndRecord(cfg, listen_s=5.0),
         )
 
     async def start(self) -> None:
@@ -115,6 +120,15 @@ class Appliance:
         await self.stop()
 
 
+@contextlib.asynccontextmanager
+async def _running(service: PbxService) -> AsyncIterator[None]:
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
 async def run_until_signalled(cfg: Config, *, admin: bool = True) -> None:
     """Telephony, the SIP agent and (unless `admin` is false: systemd runs it as its own unit)
     the admin UI and API, until SIGTERM or SIGINT."""
@@ -124,8 +138,21 @@ async def run_until_signalled(cfg: Config, *, admin: bool = True) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from appliance.campaign.runtime import CampaignRuntime
+    from appliance.ops.logging import configure as configure_logging
+    from appliance.ops.runtime import OpsRuntime
+    from appliance.pbx.service import PbxService
+
+    configure_logging(cfg.ops.log_format, cfg.ops.log_level)
     listener = admin_listener(cfg) if admin else contextlib.nullcontext()
-    async with Database(cfg.database) as db, Appliance(cfg, db) as app, listener:
+    async with (
+        Database(cfg.database) as db,
+        Appliance(cfg, db) as app,
+        OpsRuntime(app),  # metrics snapshot, alert checks, log level, systemd notify
+        CampaignRuntime(app),  # the outbound campaign dialler (issue 8)
+        _running(PbxService(cfg, db, app.telephony.privacy)),  # time conditions, SIP guard
+        listener,
+    ):
         log.warning(
             "callvault serving: AMI %s, agent %s registered, %d lines",
             app.telephony.ami.address,

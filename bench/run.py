@@ -12,8 +12,18 @@ Keys:
   sipp_calls_per_second      highest call rate with 0 failures (same checks), calls of 1 s
   privacy group (`--only privacy`): DSAR lookup, erasure, export, encryption and retention on
                              a synthetic store of 1 M calls; keys in bench/privacy.py
+  campaign group (`--only campaign`): lead_import_rows_per_s, campaign_dials_per_minute; keys in
+                             bench/campaign.py
   ui group (`--only ui`): the admin call list and transcript search on the 1 M-call store, API
                              requests/s over loopback HTTPS, page screenshots; keys in bench/ui.py
+  dialogue group (`--only dialogue`): dialogue_task_success, dialogue_invented_facts,
+                             dialogue_turns_per_task, dialogue_audio_task_success; bench/dialogue.py
+  ops group (`--only ops`): metrics_scrape_ms, a Prometheus scrape on the 1 M-call store;
+                             keys in bench/ops.py
+  pbx group (`--only pbx`): config_apply_ms, a PBX change until live in Asterisk (median);
+                             keys in bench/pbx.py
+  maint group (`--only maint`): upgrade_seconds, `callvault upgrade` from the previous schema
+                             on the 1 M-call store; keys in bench/maint.py
 """
 
 from __future__ import annotations
@@ -224,6 +234,9 @@ def write_results(new: dict[str, float]) -> None:
         "",
         *_privacy_notes(merged),
         *_ui_notes(merged),
+        *_ops_notes(merged),
+        *_maint_notes(merged),
+        *_reliability_notes(merged),
     ]
     (RESULTS / "latest.md").write_text("\n".join(lines))
 
@@ -244,6 +257,30 @@ def _ui_notes(merged: dict[str, Any]) -> list[str]:
     return [ui.notes(int(merged["ui_bench_calls"]), int(merged.get("ui_bench_transcripts", 0))), ""]
 
 
+def _maint_notes(merged: dict[str, Any]) -> list[str]:
+    if "upgrade_bench_calls" not in merged:
+        return []
+    from bench import maint
+
+    return [maint.notes(int(merged["upgrade_bench_calls"])), ""]
+
+
+def _ops_notes(merged: dict[str, Any]) -> list[str]:
+    if "metrics_scrape_ms" not in merged:
+        return []
+    from bench import ops
+
+    return [ops.notes(), ""]
+
+
+def _reliability_notes(merged: dict[str, Any]) -> list[str]:
+    if "fuzz_inputs" not in merged and "soak_duration_s" not in merged:
+        return []
+    from bench import reliability
+
+    return [reliability.notes(merged), ""]
+
+
 def _cores() -> int:
     import os
 
@@ -255,7 +292,21 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sweep (smoke test of the bench)")
     ap.add_argument(
         "--only",
-        choices=["telephony", "voice", "provisioning", "egress", "privacy", "ui"],
+        choices=[
+            "telephony",
+            "voice",
+            "provisioning",
+            "egress",
+            "privacy",
+            "ui",
+            "ops",
+            "campaign",
+            "dialogue",
+            "pbx",
+            "maint",
+            "reliability",
+            "fuzz",
+        ],
         help="run one group (the others keep their previous figures in latest.json)",
     )
     args = ap.parse_args()
@@ -308,11 +359,55 @@ def main() -> int:
 
             console.print("[bold]Privacy: DSAR lookup, erasure, export, encryption, retention")
             console.print(privacy.run(results, quick=args.quick))
+        if args.only in (None, "campaign"):
+            from bench import campaign
+
+            console.print("[bold]Campaigns: lead import, dials to a SIPp callee")
+            sandbox(cfg, "up")
+            console.print(campaign.run(cfg, tmp, results, quick=args.quick))
         if args.only in (None, "ui"):
             from bench import ui
 
             console.print("[bold]Admin UI and API: call list, search, API requests, screenshots")
             console.print(ui.run(results, quick=args.quick))
+        if args.only in (None, "ops"):
+            from bench import ops
+
+            console.print("[bold]Operations: a Prometheus scrape of /api/v1/metrics")
+            console.print(ops.run(results, quick=args.quick))
+        if args.only in (None, "dialogue"):
+            from bench import dialogue
+
+            console.print("[bold]Dialogue: scripted callers on the playbook line (text, audio)")
+            dialogue_results = dialogue.run(cfg, quick=args.quick)
+            console.print(dialogue_results)
+            results.update(dialogue_results)
+        if args.only in (None, "pbx"):
+            from bench import pbx
+
+            console.print("[bold]PBX: a configuration change until live in Asterisk")
+            # A fresh start: an Asterisk left up by another run may hold another render.
+            sandbox(cfg, "down")
+            sandbox(cfg, "up")
+            pbx_results = pbx.run(cfg, tmp, args.quick)
+            console.print(pbx_results)
+            results.update(pbx_results)
+        if args.only in (None, "maint"):
+            from bench import maint
+
+            console.print("[bold]Maintenance: `callvault upgrade` on the synthetic store")
+            console.print(maint.run(results, quick=args.quick))
+        if args.only in (None, "fuzz"):
+            from bench import fuzz
+
+            console.print("[bold]Fuzzing: AMI, CDR file, config, SIP headers, uploads, export")
+            console.print(fuzz.bench(results, quick=args.quick, log=console.print))
+        if args.only in (None, "reliability"):
+            from bench import reliability
+
+            console.print("[bold]Reliability: load sweep, faults, soak, security checks")
+            log = lambda m: console.print(m, markup=False)  # noqa: E731
+            console.print(reliability.run(cfg, tmp, results, quick=args.quick, log=log))
     write_results(results)
     console.print_json(json.dumps(results))
     return 0

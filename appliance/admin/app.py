@@ -29,14 +29,20 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from appliance import __version__
+from appliance.admin.api import campaigns as campaigns_api
 from appliance.admin.api import governance as governance_api
+from appliance.admin.api import ops as ops_api
+from appliance.admin.api import pbx as pbx_api
 from appliance.admin.api import registers as registers_api
 from appliance.admin.api import rights as rights_api
 from appliance.admin.api import system as system_api
 from appliance.admin.auth import PUBLIC, AdminAuth, LoginRequired, PasswordChangeRequired
 from appliance.admin.services import Services, open_services
+from appliance.admin.ui import alerts as alerts_ui
 from appliance.admin.ui import calls as calls_ui
+from appliance.admin.ui import campaigns as campaigns_ui
 from appliance.admin.ui import governance as governance_ui
+from appliance.admin.ui import pbx as pbx_ui
 from appliance.admin.ui import privacy as privacy_ui
 from appliance.admin.ui import session as session_ui
 from appliance.admin.ui import system as system_ui
@@ -136,6 +142,8 @@ ROUTES: list[Any] = [
     registers_api.router,
     governance_api.router,
     system_api.router,
+    ops_api.router,
+    ops_api.readyz,
     session_ui.login_page,
     session_ui.login,
     session_ui.logout,
@@ -148,6 +156,11 @@ ROUTES: list[Any] = [
     *privacy_ui.ROUTES,
     *governance_ui.ROUTES,
     *system_ui.ROUTES,
+    *alerts_ui.ROUTES,
+    campaigns_api.router,
+    *campaigns_ui.ROUTES,
+    pbx_api.router,
+    *pbx_ui.ROUTES,
 ]
 
 

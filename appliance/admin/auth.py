@@ -20,7 +20,7 @@ from appliance.admin.users import User
 
 SESSION_COOKIE = "__Host-cv_session"
 # Reachable without logging in: liveness, the API description, the login page, static files.
-PUBLIC = ("/healthz", "/schema", "/login", "/static/")
+PUBLIC = ("/healthz", "/readyz", "/schema", "/login", "/static/")
 FIRST_LOGIN_ALLOWED = ("/password", "/logout")
 
 

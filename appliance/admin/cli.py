@@ -24,9 +24,11 @@ def serve(cfg: Config, console: Console, *, tls: bool = True) -> int:
     import uvicorn
 
     from appliance.admin.listener import uvicorn_config
+    from appliance.ops.logging import configure as configure_logging
 
     scheme = "https" if tls else "http"
     console.print(f"admin API on {scheme}://{cfg.admin.bind}:{cfg.admin.port}/ (schema: /schema)")
+    configure_logging(cfg.ops.log_format, cfg.ops.log_level)  # JSON, masked, for journald
     uvicorn.Server(uvicorn_config(cfg, tls=tls)).run()
     return 0
 

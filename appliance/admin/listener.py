@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -24,22 +25,31 @@ class _Embedded(uvicorn.Server):
         yield
 
 
+class _TlsConfig(uvicorn.Config):
+    """uvicorn's context with TLS 1.2 as the floor, whatever the system's OpenSSL allows."""
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+
+
 def uvicorn_config(cfg: Config, *, tls: bool = True) -> uvicorn.Config:
     from appliance.admin.app import create_app
     from appliance.admin.tls import ensure_certificate
 
-    ssl: dict[str, str] = {}
+    files: dict[str, str] = {}
     if tls:
         cert, key = ensure_certificate(cfg)
-        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
-    return uvicorn.Config(
+        files = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    return _TlsConfig(
         create_app(cfg),
         host=cfg.admin.bind,
         port=cfg.admin.port,
         log_level="warning",
         server_header=False,
         lifespan="on",
-        **ssl,  # type: ignore[arg-type]
+        **files,  # type: ignore[arg-type]
     )
 
 

@@ -241,16 +241,16 @@ async def asterisk_status(cfg: Config, *, timeout_s: float = AMI_TIMEOUT_S) -> A
 
 
 async def _optional_list(client: AmiClient, action: str) -> tuple[list[dict[str, str]], str]:
-    """A list action's events, or none and why. Asterisk answers an empty or refused list
-    with an error response ("No registrations found", "Permission denied", an unloaded
-    module's "Invalid/unknown command"), which the list reader does not take as the end of
-    the list: no list within LIST_TIMEOUT_S means Asterisk gave none."""
+    """A list action's events, or none and why: an empty list ("No registrations found")
+    is no rows and no note; a refused one ("Permission denied", an unloaded module's
+    "Invalid/unknown command") is no rows and Asterisk's reason; no answer within
+    LIST_TIMEOUT_S is no rows and says so."""
     try:
         return await asyncio.wait_for(client.action_list(action), LIST_TIMEOUT_S), ""
     except AmiError as exc:
         return [], str(exc)
     except TimeoutError:
-        return [], f"Asterisk gave no {action} list (none, not permitted, or not loaded)"
+        return [], f"Asterisk gave no {action} list within {LIST_TIMEOUT_S:.0f} s"
 
 
 _models_cache: tuple[float, str, ModelsStatus] | None = None

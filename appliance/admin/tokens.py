@@ -24,8 +24,13 @@ SCOPES: dict[str, str] = {
     "calls:read": "calls, recordings and transcripts (operators: of their lines)",
     "system:read": "system status",
     "system:write": "system settings",
+    "metrics:read": "Prometheus metrics (/api/v1/metrics; no personal data)",
+    "alerts:read": "list alerts",
+    "alerts:write": "acknowledge alerts",
     "lines:read": "lines and agent profiles",
     "lines:write": "change lines and agent profiles",
+    "pbx:read": "PBX trunks, extensions, routes, versions and live status",
+    "pbx:write": "change and roll back the PBX configuration, unblock SIP addresses",
     "users:read": "list users",
     "users:write": "create, reset and disable users",
     "rights:read": "list and read data subject requests",
@@ -43,6 +48,10 @@ SCOPES: dict[str, str] = {
     "review:write": "decide review items",
     "breach:read": "list the breach register",
     "breach:write": "record and update breaches",
+    "leads:read": "lead lists and their leads (phone numbers; the read is audited)",
+    "leads:write": "import lead lists",
+    "campaigns:read": "outbound campaigns and their reports",
+    "campaigns:write": "create, start, pause, resume and stop outbound campaigns",
 }
 _TOKEN = re.compile(r"^cvt_(\d{1,12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")

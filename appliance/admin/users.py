@@ -32,6 +32,8 @@ ROLES: tuple[str, ...] = get_args(Role)
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(
         {"system:read", "system:write", "lines:read", "lines:write", "users:read", "users:write"}
+        | {"metrics:read", "alerts:read", "alerts:write"}
+        | {"pbx:read", "pbx:write"}
     ),
     "dpo": frozenset(
         {
@@ -51,9 +53,15 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
             "review:write",
             "breach:read",
             "breach:write",
+            "alerts:read",
+            "leads:read",
+            "campaigns:read",
         }
     ),
-    "operator": frozenset({"calls:read", "dnc:read", "dnc:write"}),
+    "operator": frozenset(
+        {"calls:read", "dnc:read", "dnc:write"}
+        | {"leads:read", "leads:write", "campaigns:read", "campaigns:write"}
+    ),
     "auditor": frozenset(
         {"audit:read", "ropa:read", "breach:read", "rights:read", "holds:read", "retention:read"}
     ),

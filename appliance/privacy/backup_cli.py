@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance import config as config_mod
+from appliance.maint.progress import activity
 from appliance.privacy import backup
 
 
@@ -61,7 +62,8 @@ def _print_created(created: backup.Created, console: Console) -> None:
 def cmd_create(args: argparse.Namespace, console: Console) -> int:
     cfg = config_mod.load(Path(args.config))
     t0 = time.monotonic()
-    created = asyncio.run(backup.create(cfg))
+    with activity(console, "backup: snapshot, encrypt, verify"):
+        created = asyncio.run(backup.create(cfg))
     _print_created(created, console)
     return _print_report(created.report, console, time.monotonic() - t0 - created.seconds)
 
@@ -69,13 +71,15 @@ def cmd_create(args: argparse.Namespace, console: Console) -> int:
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     cfg = config_mod.load(Path(args.config))
     t0 = time.monotonic()
-    report = asyncio.run(backup.verify(cfg, args.archive))
+    with activity(console, "verify: decrypt into scratch, check"):
+        report = asyncio.run(backup.verify(cfg, args.archive))
     return _print_report(report, console, time.monotonic() - t0)
 
 
 def cmd_restore(args: argparse.Namespace, console: Console) -> int:
     cfg = config_mod.load(Path(args.config))
-    done = asyncio.run(backup.restore(cfg, args.archive, force=args.force))
+    with activity(console, "restore: verify, re-apply erasures, swap in"):
+        done = asyncio.run(backup.restore(cfg, args.archive, force=args.force))
     console.print(
         f"restored {done.archive.name}: {done.rows} rows, {done.files} files; "
         f"{done.reapplied} erasure(s) made since the archive were applied again"
@@ -121,7 +125,8 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cfg = config_mod.load(Path(args.config))
     t0 = time.monotonic()
-    created, removed = asyncio.run(backup.run(cfg))
+    with activity(console, "backup: snapshot, encrypt, verify, prune"):
+        created, removed = asyncio.run(backup.run(cfg))
     _print_created(created, console)
     _print_report(created.report, console, time.monotonic() - t0 - created.seconds)
     for path in removed:

@@ -20,7 +20,11 @@ import aiosqlite
 from appliance.store.admin import AdminSql
 from appliance.store.base import AuditEntry, AuditSeal, StoreBase, StoreError
 from appliance.store.bulk import BulkSql
+from appliance.store.calendar import CalendarSql
+from appliance.store.campaigns import CampaignSql
 from appliance.store.governance import GovernanceSql
+from appliance.store.ops import OpsSql
+from appliance.store.pbx import PbxSql
 from appliance.store.reports import ReportSql
 from appliance.store.retention import RetentionSql
 from appliance.store.transcripts import TranscriptSql
@@ -169,6 +173,11 @@ def _check_kek(found: str, expected: str, what: str) -> None:
         raise StoreError(f"{what} is wrapped under master key {found}, not {expected}")
 
 
+def migrations() -> list[tuple[int, str]]:
+    """(version, DDL) of every migration this code knows, oldest first."""
+    return _migrations()
+
+
 def _migrations() -> list[tuple[int, str]]:
     found = []
     for entry in resources.files("appliance.store.migrations").iterdir():
@@ -178,11 +187,25 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, BulkSql, StoreBase):
+class Database(
+    TranscriptSql,
+    ReportSql,
+    RetentionSql,
+    GovernanceSql,
+    AdminSql,
+    BulkSql,
+    OpsSql,
+    CampaignSql,
+    PbxSql,
+    CalendarSql,
+    StoreBase,
+):
     """The store. Each issue's SQL past the telephony core lives in its own mixin module
     (appliance/store/<area>.py); this class holds the core tables and the migrations."""
 
-    async def open(self) -> Database:
+    async def open(self, *, known: Sequence[tuple[int, str]] | None = None) -> Database:
+        """Open, migrating to the newest schema in `known` (default: this code's migrations;
+        the upgrade tests and benchmarks pass older or faulty sets)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path)
@@ -195,7 +218,7 @@ class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, 
             await self._db.execute("PRAGMA synchronous=FULL")
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._migrate()
+            await self._migrate(_migrations() if known is None else sorted(known))
         except BaseException:
             await self.close()
             raise
@@ -219,28 +242,36 @@ class Database(TranscriptSql, ReportSql, RetentionSql, GovernanceSql, AdminSql, 
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, migrations: Sequence[tuple[int, str]]) -> None:
         current = await self.schema_version()
-        migrations = _migrations()
         newest = migrations[-1][0] if migrations else 0
         if current > newest:
             raise StoreError(
                 f"database {self.path} has schema {current}, newer than this version knows "
                 f"({newest}); refusing to downgrade"
             )
-        for version, sql in migrations:
-            if version <= current:
-                continue
-            # One transaction per migration: a failure leaves the previous version intact.
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
+        pending = [(v, sql) for v, sql in migrations if v > current]
+        if not pending:
+            return
+        # Every pending migration in one transaction: a failure anywhere leaves the schema the
+        # previous release runs on, never one in between that no release knows.
+        await self.db.execute("BEGIN IMMEDIATE")
+        running = current
+        try:
+            for version, sql in pending:
+                running = version
                 for statement in _split_sql(sql):
                     await self.db.execute(statement)
-                await self.db.execute(f"PRAGMA user_version={version:d}")
-                await self.db.commit()
-            except Exception:
-                await self.db.rollback()
-                raise
+            await self.db.execute(f"PRAGMA user_version={newest:d}")
+            await self.db.commit()
+        except Exception as exc:
+            await self.db.rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"migration {running:04d} failed on {self.path} ({exc}); rolled back, the "
+                    f"database stays at schema {current}"
+                ) from exc
+            raise
 
     # ---- lines
     async def sync_lines(self, lines: Sequence[tuple[str, str, str, Sequence[str]]]) -> None:

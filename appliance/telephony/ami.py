@@ -10,20 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 
 from appliance.errors import CallvaultError
 
 log = logging.getLogger(__name__)
+LIST_TIMEOUT_S = 10.0
+"""A list action that has not ended by then failed (a lost reply must not hang a page)."""
 
 AmiEvent = Mapping[str, str]
 
 
 class AmiError(CallvaultError):
     pass
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """One malformed message is dropped and logged, not fatal to the connection.
+
+    panoramisk raises from `data_received` on e.g. a message with two `Event:` headers (found by
+    bench/fuzz.py); asyncio then closes the transport, and every event still buffered is lost.
+    """
+
+    def handle_message(self, message: Any) -> None:
+        try:
+            super().handle_message(message)
+        except Exception:
+            log.exception("dropped an AMI message that could not be handled: %.200r", message)
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -66,6 +84,7 @@ class AmiClient:
             on_login=self._logged_in,
             on_disconnect=self._disconnected,
             on_connect=lambda _m: None,
+            protocol_factory=_Protocol,
         )
         self._manager.register_event("*", self._dispatch)
         self.logins = 0
@@ -128,8 +147,21 @@ class AmiClient:
         """Send a list action (…Complete terminated) and return every event of the list."""
         if not self.connected:
             raise AmiError(f"AMI at {self.address} is not connected; {name} not sent")
-        response = await self._manager.send_action({"Action": name, **fields}, as_list=True)
+        # Not `as_list=True`: with it panoramisk waits for a list end that an error reply
+        # ("Response: Error") never sends, and the caller hangs. Left to itself it reads the
+        # first reply's "EventList: start" and stops at the "…Complete" event.
+        response = await asyncio.wait_for(
+            self._manager.send_action({"Action": name, **fields}), LIST_TIMEOUT_S
+        )
         messages = response if isinstance(response, list) else [response]
+        first = {str(k): str(v) for k, v in messages[0].items()} if messages else {}
+        if len(messages) == 1 and first.get("Response") in ("Error", "Fail", "Failure"):
+            reason = first.get("Message", "no reason given")
+            # Asterisk answers an empty list with an error for some actions
+            # (PJSIPShowContacts: "No Contacts found").
+            if re.fullmatch(r"No .* found\.?", reason, re.IGNORECASE):
+                return []
+            raise AmiError(f"AMI {name} failed at {self.address}: {reason}")
         return [{str(k): str(v) for k, v in m.items()} for m in messages]
 
     def drop_connection(self) -> None:

@@ -106,6 +106,16 @@ class RecordingStore:
                 out.append(p)
         return out
 
+    def remove_partials(self) -> int:
+        """Delete `*.cvae.part` files (an encryption cut short by a crash); returns how many."""
+        if not self.target.is_dir():
+            return 0
+        n = 0
+        for part in self.target.rglob("*.cvae.part"):
+            part.unlink(missing_ok=True)
+            n += 1
+        return n
+
     async def ingest_call(self, call_id: str, timeout_s: float = 10.0) -> list[RecordingRow]:
         """Take a finished call's recordings; waits for MixMonitor to close the files."""
         deadline = time.monotonic() + timeout_s

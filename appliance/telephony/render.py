@@ -71,6 +71,14 @@ MODULES: tuple[str, ...] = (
     "cdr_manager.so",
     "res_cdrel_custom.so",
     "cdr_custom.so",
+    # PBX configuration (appliance.pbx): trunk registrations, SIP ACLs, time-condition state in
+    # AstDB, voicemail, per-trunk channel limits.
+    "res_pjsip_outbound_registration.so",
+    "res_pjsip_acl.so",
+    "func_db.so",
+    "func_groupcount.so",
+    "app_voicemail.so",
+    "app_directed_pickup.so",
 )
 
 # Extra CDR variables set by the dialplan, exposed in AMI Cdr events and the CSV file.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -34,6 +35,52 @@ RECONCILE_MARGIN_S = 120.0
 RECONCILE_EVERY_S = 300.0
 # How long a finished call's recordings wait in the (tmpfs) spool for the call's CDRs.
 INGEST_CDR_WAIT_S = 10.0
+# A recording that could not be stored (recordings disk full) stays in the RAM spool and is
+# tried again this often, until it fits or the appliance restarts (the start sweep takes it).
+INGEST_RETRY_S = 30.0
+# How long a finished call's spool files get for MixMonitor to finalise their WAV header; a
+# file still open after that (Asterisk died mid-write) is stored flagged `incomplete`.
+INGEST_FILE_WAIT_S = 10.0
+# The flag (last_app) on CDRs the appliance reconstructed for calls Asterisk lost mid-call.
+RECONSTRUCTED = "callvault:asterisk-lost-call"
+
+
+def outage_start(wall_at: float, mono_at: float) -> float:
+    """Wall-clock start of an outage that began at `wall_at` (time.time) = `mono_at`
+    (time.monotonic), robust to the clock being stepped meanwhile: the earlier of the recorded
+    time and now minus the monotonic duration, so CDRs stamped before or after a jump in
+    either direction fall inside the reconcile window."""
+    elapsed = max(0.0, time.monotonic() - mono_at)
+    return min(wall_at, time.time() - elapsed)
+
+
+def reconstructed_cdrs(cfg: Config, vanished: list[tuple[Channel, float]]) -> list[CdrRow]:
+    """CDRs from what the live model knew of a call's channels, ended at the outage start.
+
+    Asterisk's uniqueid is `<epoch>.<n>`: its epoch is when the channel was created. The
+    sequence -1 never collides with one of Asterisk's own (uniqueid, sequence) keys.
+    """
+    rows = []
+    for ch, lost_at in vanished:
+        try:
+            start = float(ch.uniqueid.split(".", 1)[0])
+        except ValueError:
+            start = lost_at
+        line = next((ln.name for ln in cfg.lines if ln.extension == ch.exten), None)
+        up = ch.state == "Up"
+        row = CdrRow(
+            call_id=ch.linkedid, uniqueid=ch.uniqueid, sequence=-1,
+            calling_number=ch.caller_number, caller_name="", dialed_number=ch.exten,
+            context=ch.context, direction="unknown", line=line, start_at=start,
+            answer_at=start if up else None, end_at=max(start, lost_at),
+            duration_s=int(max(0.0, lost_at - start)),
+            billable_s=int(max(0.0, lost_at - start)) if up else 0,
+            disposition="ANSWERED" if up else "FAILED", hangup_cause=None,
+            hangup_cause_text="Asterisk stopped during the call (CDR reconstructed)",
+            channel=ch.name, dest_channel="", last_app=RECONSTRUCTED, source="reconciled",
+        )  # fmt: skip
+        rows.append(row)
+    return rows
 
 
 def _date(ts: object) -> str:
@@ -80,6 +127,8 @@ class Stats:
     cdrs_reconciled: int = 0
     cdr_errors: int = 0
     recordings: int = 0
+    recordings_refused: int = 0
+    cdrs_reconstructed: int = 0
     reconnects: int = 0
     last_reconcile: dict[str, int] = field(default_factory=dict)
 
@@ -107,6 +156,10 @@ class TelephonyService:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._disconnected_at: float | None = None
+        self._disconnected_mono = 0.0
+        self._alerts: Any = None
+        # Calls whose channels vanished during an AMI outage: (channel, outage start) each.
+        self._vanished: dict[str, list[tuple[Channel, float]]] = {}
         self._cdr_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._ingest_scheduled: set[str] = set()
         self._last_activity: dict[str, float] = {}
@@ -128,6 +181,11 @@ class TelephonyService:
                 self.recordings.spool,
                 fs or "an unknown filesystem",
             )
+        # Encrypted halves a killed process left behind (never plaintext: FileVault writes
+        # ciphertext to `.part`); their spool originals are still there and are taken again.
+        removed = await asyncio.to_thread(self.recordings.remove_partials)
+        if removed:
+            log.warning("removed %d unfinished encrypted recordings (.part) of a crash", removed)
         await self.ami.connect()
         await self._refresh_channels()
         # Whatever ended while the appliance was down: CDRs from Asterisk's file, files in
@@ -155,16 +213,19 @@ class TelephonyService:
     # ---- events
     def _on_state(self, up: bool) -> None:
         if not up:
-            self._disconnected_at = self._disconnected_at or time.time()
+            if self._disconnected_at is None:
+                self._disconnected_at = time.time()
+                self._disconnected_mono = time.monotonic()
             return
         if self._disconnected_at is not None:
-            since = self._disconnected_at - RECONCILE_MARGIN_S
+            began = outage_start(self._disconnected_at, self._disconnected_mono)
+            since = began - RECONCILE_MARGIN_S
             self._disconnected_at = None
             self.stats.reconnects += 1
-            self._spawn(self._after_reconnect(since))
+            self._spawn(self._after_reconnect(since, began))
 
-    async def _after_reconnect(self, since: float) -> None:
-        await self._refresh_channels()
+    async def _after_reconnect(self, since: float, began: float) -> None:
+        await self._refresh_channels(lost_at=began)
         await self.reconcile(since=since, reason="reconnect")
         await self._sweep_spool()
 
@@ -173,6 +234,19 @@ class TelephonyService:
             await asyncio.sleep(RECONCILE_EVERY_S)
             if self.ami.connected:
                 await self.reconcile(since=time.time() - 3 * RECONCILE_EVERY_S, reason="periodic")
+                await self._sweep_spool()
+
+    async def alert(self, kind: str, message: str, key: str) -> None:
+        """Raise an alert (appliance.ops: UI, journal, notifiers); the log has it regardless."""
+        log.error("%s: %s", kind, message)
+        try:
+            if self._alerts is None:
+                from appliance.ops.alerts import alerts_from_config
+
+                self._alerts = alerts_from_config(self.db, self.cfg.ops)
+            await self._alerts.fire(kind, message, key=key)
+        except Exception:  # an alerting failure must not take the call path down with it
+            log.exception("could not raise alert %s", kind)
 
     def _on_event(self, ev: Mapping[str, str]) -> None:
         self.stats.events += 1
@@ -215,15 +289,59 @@ class TelephonyService:
             try:
                 await self.wait_cdr(call_id, timeout_s=INGEST_CDR_WAIT_S, settle_s=0.3)
             except TelephonyError:
-                log.warning(
-                    "call %s: no CDR yet; encrypting its recordings under a call key", call_id
-                )
-            rows = await self.recordings.ingest_call(call_id)
+                if call_id in self._vanished:
+                    await self._reconstruct(call_id)
+                else:
+                    log.warning(
+                        "call %s: no CDR yet; encrypting its recordings under a call key", call_id
+                    )
+            try:
+                rows = await self.recordings.ingest_call(call_id, timeout_s=INGEST_FILE_WAIT_S)
+            except OSError as exc:
+                await self._refused(call_id, exc)
+                return
             self.stats.recordings += len(rows)
             if rows and self.on_ingested is not None:
                 self.on_ingested(call_id)
         finally:
             self._ingest_scheduled.discard(call_id)
+            self._vanished.pop(call_id, None)
+
+    async def _reconstruct(self, call_id: str) -> None:
+        """Asterisk went away mid-call (killed, crashed) and never wrote the call's CDR: store
+        a flagged one per vanished channel, so the call is not missing from the records."""
+        rows = reconstructed_cdrs(self.cfg, self._vanished.get(call_id, []))
+        for row in rows:
+            if await self.privacy.subjects.add_cdr(row):
+                self.stats.cdrs_reconstructed += 1
+        log.warning(
+            "call %s: Asterisk lost it mid-call and wrote no CDR; stored %d reconstructed "
+            "CDR(s), flagged %r",
+            call_id,
+            len(rows),
+            RECONSTRUCTED,
+        )
+        self._notify(call_id)
+
+    async def _refused(self, call_id: str, exc: OSError) -> None:
+        """The recordings disk refused the file: nothing half-written stays (FileVault writes
+        `.part` and removes it), the plaintext stays in the RAM spool and is tried again."""
+        self.stats.recordings_refused += 1
+        full = exc.errno in {errno.ENOSPC, errno.EDQUOT}
+        why = "the recordings disk is full" if full else f"cannot write recordings: {exc}"
+        await self.alert(
+            "recording_refused",
+            f"call {call_id}: recording not stored, {why} ({self.recordings.target}); "
+            f"kept in the RAM spool and retried every {INGEST_RETRY_S:.0f} s",
+            key=str(self.recordings.target),
+        )
+
+        async def retry() -> None:
+            await asyncio.sleep(INGEST_RETRY_S)
+            if self.recordings.spool_files(call_id) and not self._live(call_id):
+                self._schedule_ingest(call_id)
+
+        self._spawn(retry())
 
     def _writing(self, call_id: str) -> bool:
         return self._pending_cdrs.get(call_id, 0) > 0
@@ -309,8 +427,13 @@ class TelephonyService:
             log.info("imported CDRs from %s (%s): %s", path, reason, result)
         return result
 
-    async def _refresh_channels(self) -> None:
-        """Rebuild the live channel model after a (re)connect, when events were missed."""
+    async def _refresh_channels(self, lost_at: float | None = None) -> None:
+        """Rebuild the live channel model after a (re)connect, when events were missed.
+
+        Calls whose channels are gone are taken (recordings, CDRs); `lost_at` (the outage's
+        start) is remembered for them: if Asterisk itself died, no CDR will ever come, and
+        `_ingest` writes a flagged one from what was known (see `reconstructed_cdrs`).
+        """
         try:
             items = await self.ami.action_list("CoreShowChannels")
         except AmiError as exc:
@@ -322,6 +445,10 @@ class TelephonyService:
                 ch = Channel.from_event(ev)
                 fresh[ch.uniqueid] = ch
         gone = {ch.linkedid for uid, ch in self.channels.items() if uid not in fresh}
+        if lost_at is not None:
+            for ch in self.channels.values():
+                if ch.linkedid in gone:
+                    self._vanished.setdefault(ch.linkedid, []).append((ch, lost_at))
         self.channels = fresh
         for call_id in gone:
             if not self._live(call_id):

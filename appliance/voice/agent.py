@@ -34,11 +34,14 @@ from appliance.errors import CallvaultError
 from appliance.telephony.greeter import CALL_HEADER, LINE_HEADER
 from appliance.telephony.sip import SipCall
 from appliance.voice.audio import Upsampler
+from appliance.voice.dialogue.calendar import Calendar, MemoryCalendar, StoreCalendar
+from appliance.voice.dialogue.engine import DialogueEngine, Reply
+from appliance.voice.dialogue.extract import LlamaIntent
 from appliance.voice.engines import VoiceEngines
 from appliance.voice.languages import AUTO, instruction
 from appliance.voice.llm import LlmSession, Piece, conversation, trim_history
 from appliance.voice.stt import Transcription
-from appliance.voice.vad import Endpointer, SileroVad, looks_complete
+from appliance.voice.vad import Endpointer, SileroVad, looks_complete, looks_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,8 @@ class Conversation:
     dtmf: str = ""
     language: str = ""
     """The language the call was held in (the line's, or Whisper's detection on "auto")."""
+    dialogue: dict[str, object] | None = None
+    """What the playbook's dialogue engine collected (`Outcome.doc()`); None: free-form line."""
 
 
 class VoiceAgent:
@@ -142,6 +147,7 @@ class VoiceAgent:
         max_turns: int = 50,
         recorder: Recorder | None = None,
         consent_timeout_s: float = 15.0,
+        calendar: Calendar | None = None,
     ) -> None:
         self.cfg = cfg
         self.engines = engines
@@ -149,6 +155,8 @@ class VoiceAgent:
         self.max_turns = max_turns
         self.recorder = recorder
         self.consent_timeout_s = consent_timeout_s
+        self.calendar = calendar or _store_calendar(recorder)
+        """Where playbook lines book (the appliance's store when the recorder has one)."""
 
     async def __call__(self, call: SipCall) -> None:
         headers = {k.lower(): v for k, v in call.sip_headers.items()}
@@ -214,6 +222,10 @@ class _Session:
         self.responding: asyncio.Task[None] | None = None
         self.speaking_text = ""
         self.consent: asyncio.Future[tuple[str, str]] | None = None
+        self.dialogue: DialogueEngine | None = None
+        """The line's playbook engine: what the agent says comes from it, not from the LLM."""
+        self.quiet_since = time.monotonic()
+        """When the agent last finished speaking (or the caller last started): silence clock."""
 
     def _prompt(self) -> str:
         if self.line is not None and self.line.system_prompt:
@@ -229,21 +241,27 @@ class _Session:
     async def run(self) -> None:
         # The call's own LLM context, with the system prompt evaluated while the greeting plays.
         self.llm = await asyncio.to_thread(self.engines.llm.session)
-        self._prefill()
+        if self.line is not None and self.line.playbook is not None:
+            self.dialogue = self._dialogue_engine()
+        else:
+            self._prefill()
         dtmf = asyncio.create_task(self._collect_dtmf())
         listening = asyncio.create_task(self._listen())
+        silence = asyncio.create_task(self._watch_silence()) if self.dialogue else None
         try:
             asks = self.line is not None and self.line.recording == "after-consent"
             if asks and not await self._ask_consent():
                 await self._speak_text("No problem. This call will not be recorded. Goodbye.")
                 return
             greeting = self.line.greeting_text if self.line is not None else ""
+            if self.dialogue is not None:
+                greeting = self.dialogue.greet(greeting).text
             if greeting:
                 self.responding = asyncio.create_task(self._speak_text(greeting))
             await listening
         finally:
             self._abandon()
-            tasks = [dtmf, listening, *self.turn_tasks]
+            tasks = [dtmf, listening, *self.turn_tasks, *([silence] if silence else [])]
             if self.responding is not None:
                 tasks.append(self.responding)
             for task in tasks:
@@ -255,6 +273,8 @@ class _Session:
                 with contextlib.suppress(Exception):
                     await self.prefilling
             await asyncio.to_thread(self.llm.close)
+            if self.dialogue is not None:
+                await self._dialogue_done()
 
     def _prefill(self) -> None:
         """Evaluate the conversation so far in the background (after the last prefill)."""
@@ -325,6 +345,7 @@ class _Session:
         for prob in self.vad.feed(samples):
             event = self.endpoint.update(prob)
             if event == "start":
+                self.quiet_since = time.monotonic()
                 self.utterance = list(self.pre_roll)
                 self._barge_in()
             elif event == "pause":
@@ -393,11 +414,15 @@ class _Session:
         text = result.text.strip()
         if self.pending is pending:
             self.endpoint.sentence_complete = looks_complete(text)
+            self.endpoint.sentence_unfinished = looks_unfinished(text)
         if not text:
             return
         if self.language is None:
             await self._language_heard(result)
         asking_consent = self.consent is not None and not self.consent.done()
+        if self.dialogue is not None and not asking_consent:
+            await self._dialogue_turn(pending, text, stt_ms)
+            return
         if asking_consent or (self._can_transfer() and wants_a_human(text)):
             await pending.go.wait()
             self._commit(text)
@@ -541,5 +566,136 @@ class _Session:
         self.convo.turns.append(Turn("agent", text, self.now()))
         self.history.append({"role": "assistant", "content": text})
         self.speaking_text = ""
-        if self.llm is not None:
+        self.quiet_since = time.monotonic()
+        if self.llm is not None and self.dialogue is None:
             self._prefill()  # the greeting, the consent question: words the LLM did not write
+
+    # ---- playbook lines: the dialogue engine answers (appliance.voice.dialogue) ------------
+
+    def _dialogue_engine(self) -> DialogueEngine:
+        assert self.line is not None and self.line.playbook is not None and self.llm is not None
+        calendar = self.agent.calendar
+        if calendar is None:
+            log.warning("line %s: no calendar store; bookings stay in memory", self.line.name)
+            calendar = MemoryCalendar()
+        return DialogueEngine(
+            self.line.playbook,
+            line=self.line.name,
+            call_id=self.convo.call_id,
+            calendar=calendar,
+            region=self.agent.cfg.privacy.default_region,
+            caller=getattr(self.call, "remote_caller_id_number", "") or None,
+            can_transfer=self._can_transfer(),
+            # The call's own llama.cpp context: only grammar-constrained intent choices use it.
+            intents=LlamaIntent(self.llm.llama),
+        )
+
+    async def _dialogue_turn(self, pending: _Pending, text: str, stt_ms: float) -> None:
+        """The engine's reply to a confirmed turn. Not prepared during the endpoint wait: a
+        turn may book a slot, and a speculative answer must have no side effects; the rules
+        take milliseconds, so the reply's cost is Piper's first audio."""
+        assert self.dialogue is not None
+        await pending.go.wait()
+        self._commit(text)
+        if pending.stop.is_set():
+            return
+        t0 = time.monotonic()
+        reply = await self.dialogue.hear(text)
+        engine_ms = (time.monotonic() - t0) * 1000
+        pending.answer = asyncio.create_task(self._dialogue_say(reply, pending, stt_ms, engine_ms))
+        self.responding = pending.answer
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending.answer
+
+    async def _dialogue_say(
+        self, reply: Reply, pending: _Pending | None, stt_ms: float, engine_ms: float
+    ) -> None:
+        if reply.text:
+            t_tts = time.monotonic()
+            tts = self.tts
+            pcm = b"".join(
+                await asyncio.to_thread(lambda: list(tts.speak(reply.text, urgent=True, trim=True)))
+            )
+            if pending is not None:
+                now = time.monotonic()
+                self.convo.timings.append(
+                    TurnTiming(
+                        endpoint_wait_ms=pending.silence_ms,
+                        stt_ms=stt_ms,
+                        llm_first_ms=engine_ms,
+                        tts_first_ms=(now - t_tts) * 1000,
+                        answer_ms=(now - pending.t_end) * 1000 + pending.silence_ms,
+                    )
+                )
+            self.speaking_text = reply.text
+            self.call.play(pcm)
+            await self.call.wait_played()
+            self.convo.turns.append(Turn("agent", reply.text, self.now()))
+            self.speaking_text = ""
+            self.quiet_since = time.monotonic()
+        if reply.action == "transfer":
+            await self._dialogue_transfer()
+        elif reply.action == "hangup":
+            hangup = getattr(self.call, "hangup", None)
+            if hangup is not None:
+                with contextlib.suppress(CallvaultError):
+                    await hangup()
+
+    async def _dialogue_transfer(self) -> None:
+        assert self.line is not None
+        if self.agent.recorder is None or not self.line.transfer_to:
+            return
+        self.convo.transferred_to = self.line.transfer_to
+        try:
+            await self.agent.recorder.transfer(self.convo.call_id, self.line.transfer_to)
+            log.info("call %s: handed over to %s", self.convo.call_id, self.line.transfer_to)
+        except CallvaultError as exc:
+            self.convo.transferred_to = ""
+            log.error("call %s: transfer failed: %s", self.convo.call_id, exc)  # noqa: TRY400
+            await self._speak_text("Sorry, I cannot reach a colleague right now.")
+
+    async def _watch_silence(self) -> None:
+        """A caller who says nothing after the agent spoke: the engine asks again, and hands
+        over after the playbook's failed attempts."""
+        assert self.dialogue is not None and self.line is not None and self.line.playbook
+        limit = self.line.playbook.silence_s
+        while not self.dialogue.ended:
+            await asyncio.sleep(0.25)
+            busy = (
+                self.endpoint.in_speech
+                or self.pending is not None
+                or self.turn_tasks
+                or (self.responding is not None and not self.responding.done())
+                or self.call.playback_pending_bytes > 0
+            )
+            if busy:
+                self.quiet_since = time.monotonic()
+            elif time.monotonic() - self.quiet_since >= limit:
+                reply = await self.dialogue.silence()
+                self.quiet_since = time.monotonic()
+                self.responding = asyncio.create_task(self._dialogue_say(reply, None, 0.0, 0.0))
+
+    async def _dialogue_done(self) -> None:
+        """The call is over: the outcome goes with the conversation and into the store (the
+        post-call report is filled from it; an opt-out there reaches the do-not-call list)."""
+        assert self.dialogue is not None and self.line is not None
+        self.dialogue.abandon()
+        doc = self.dialogue.out.doc()
+        self.convo.dialogue = doc
+        calendar = self.agent.calendar
+        if isinstance(calendar, StoreCalendar):
+            try:
+                await calendar.save_outcome(
+                    call_id=self.convo.call_id, line=self.line.name, doc=doc,
+                    caller=self.dialogue.caller,
+                )  # fmt: skip
+            except CallvaultError as exc:
+                log.error("call %s: dialogue outcome not stored: %s", self.convo.call_id, exc)  # noqa: TRY400
+
+
+def _store_calendar(recorder: Recorder | None) -> Calendar | None:
+    """The telephony service (the usual recorder) carries the store and the privacy engine."""
+    db, privacy = getattr(recorder, "db", None), getattr(recorder, "privacy", None)
+    if db is None or privacy is None:
+        return None
+    return StoreCalendar(db, privacy)

@@ -38,7 +38,7 @@ from appliance.models.manifest import ModelError
 from appliance.privacy import Actor, Identifier, IdentifierError, Privacy, crypto, identifiers
 from appliance.store import Database
 from appliance.store.reports import ReportRow
-from appliance.voice import report_model
+from appliance.voice import report_dialogue, report_model
 from appliance.voice.report_facts import Facts, Turn, extract
 from appliance.voice.report_ground import KINDS, ground, narrow
 from appliance.voice.report_model import ReportModel
@@ -341,7 +341,10 @@ class ReportWriter:
         report: dict[str, Any] | None = None
         model_name = ""
         attempts = 0
-        if not facts.caller_text.strip():
+        from_slots = await self._from_dialogue(call_id, schema, schema_id, facts.language)
+        if from_slots is not None:
+            report, model_name, attempts = from_slots, report_dialogue.MODEL, 1
+        elif not facts.caller_text.strip():
             tries.errors.append("no speech in the transcript")
         else:
             try:
@@ -365,6 +368,25 @@ class ReportWriter:
             report=report,
             tries=tries,
         )
+
+    async def _from_dialogue(
+        self, call_id: str, schema: dict[str, Any], schema_id: str, language: str | None
+    ) -> dict[str, Any] | None:
+        """The report from the playbook engine's slots (issue 10), when a playbook ran on the
+        call and the line uses the default schema; None: the LLM writes it."""
+        from appliance.voice.dialogue.calendar import StoreCalendar
+
+        if schema_id != self._default[1]:
+            return None
+        outcome = await StoreCalendar(self.db, self.privacy).outcome(call_id)
+        if outcome is None or outcome.get("erased"):
+            return None
+        report = report_dialogue.report_from_dialogue(outcome, language=language or "en")
+        problems = schema_problems(schema, report)
+        if problems:
+            log.warning("report of call %s from the dialogue: %s", call_id, "; ".join(problems))
+            return None
+        return report
 
     async def _generate(
         self,

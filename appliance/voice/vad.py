@@ -68,10 +68,21 @@ class SileroVad:
 
 
 # A transcript ending in one of these words is not a finished thought even with a full stop.
+# Whisper writes a half-said question as one ("Where is?"), so the verbs and question words
+# that open a sentence count too.
 _DANGLING = frozenset({
     "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "for", "with", "my",
     "your", "at", "in", "on", "um", "uh", "er", "like", "then",
+    "is", "are", "was", "were", "where", "what", "when", "which", "who", "why", "how",
+    "i", "i'm", "it's", "there's",
 })  # fmt: skip
+
+
+def looks_unfinished(text: str) -> bool:
+    """The caller's words so far stop on a word that announces more ("Where is", "I would
+    like to"): the turn waits longer before it ends."""
+    words = text.strip().rstrip(".?!,;:").split()
+    return bool(words) and words[-1].lower().strip(",;:") in _DANGLING
 
 
 def looks_complete(text: str) -> bool:
@@ -95,13 +106,14 @@ class Endpointer:
     """Turns speech probabilities into turn events.
 
     Speech starts after `start_ms` of speech (opened above `threshold`, held above `release`);
-    a turn ends after `end_ms` of silence, or after
-    `end_ms_complete` when the caller's words so far already read as a complete sentence
-    (`looks_complete` on the speculative transcript). Piper's scripted callers pause up to
-    288 ms inside a sentence (after "Thank you," and "Hi,", which do not read as complete);
-    real callers pause longer mid-thought than after a finished sentence. The agent prepares
-    its answer during the wait (speculation), so the wait is a floor of the answer time, not
-    an addition to it.
+    a turn ends after `end_ms` of silence, after `end_ms_complete` when the caller's words so
+    far already read as a complete sentence (`looks_complete` on the speculative transcript),
+    or after `end_ms_unfinished` when they stop on a word that announces more
+    (`looks_unfinished`: Piper's "Where is … the clinic?" holds ~450 ms after "is"). Piper's
+    scripted callers pause up to 288 ms inside a sentence (after "Thank you," and "Hi,", which
+    do not read as complete); real callers pause longer mid-thought than after a finished
+    sentence. The agent prepares its answer during the wait (speculation), so the wait is a
+    floor of the answer time, not an addition to it.
     """
 
     threshold: float = 0.5
@@ -109,10 +121,14 @@ class Endpointer:
     start_ms: int = 96
     end_ms: int = 416
     end_ms_complete: int = 320
+    end_ms_unfinished: int = 704
     in_speech: bool = False
     _speech_run: int = 0
     _silence_run: int = 0
     sentence_complete: bool = False
+    sentence_unfinished: bool = False
+    """Set at a pause from the speculative transcript (`looks_complete`, `looks_unfinished`);
+    cleared when speech resumes."""
     last_silence_ms: int = 0
     """Silence the last turn ended with (what the endpoint waited)."""
 
@@ -135,18 +151,24 @@ class Endpointer:
             if self._speech_run >= self.start_ms:
                 self.in_speech = True
                 self._silence_run = 0
-                self.sentence_complete = False
+                self.sentence_complete = self.sentence_unfinished = False
                 return "start"
             return None
         if prob >= self.release:
             was_paused = self._silence_run > 0
             self._silence_run = 0
             if was_paused:
-                self.sentence_complete = False
+                self.sentence_complete = self.sentence_unfinished = False
                 return "resume"
             return None
         self._silence_run += WINDOW_MS
-        limit = self.end_ms_complete if self.sentence_complete else self.end_ms
+        limit = (
+            self.end_ms_complete
+            if self.sentence_complete
+            else self.end_ms_unfinished
+            if self.sentence_unfinished
+            else self.end_ms
+        )
         if self._silence_run >= limit:
             self.last_silence_ms = self._silence_run
             self.in_speech = False

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from appliance.admin.services import open_services
 from appliance.config import Config
 from appliance.privacy import Actor
 from tests.admin.pages import ERASE_NUMBER, HELD_NUMBER, seed_lived_in
-from tests.privacy.rights_fixtures import seed
+from tests.privacy.rights_fixtures import NUMBER, seed
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -307,6 +308,42 @@ async def test_erased_subject_is_gone_from_search(
         await page.goto(f"{base}/calls?{search}")
         await expect(page.locator("table.calls")).to_contain_text("No calls match")
     await _shot(page, "calls-after-erasure")
+
+
+async def test_access_request_verified_and_its_export_downloaded(
+    site: tuple[Config, str], browser: Browser, tmp_path: Path
+) -> None:
+    cfg, base = site
+    once = await _new_user(cfg, "dpo-access", "dpo")
+    page = await _page(browser)
+    await _first_login(page, base, "dpo-access", once)
+    await _nav(page, "Rights requests")
+    await page.select_option("select[name=kind]", "access")
+    await page.fill("input[name=identifier]", NUMBER)
+    await page.click("main form.filters button[type=submit]")
+    await expect(page.locator("h1")).to_contain_text("Access request")
+    await page.fill(
+        "form[action$='/extend'] input[name=reason]", "the requester asked for 2019 too"
+    )
+    await page.click("text=Extend deadline")
+    await expect(page.locator("main")).to_contain_text("2019 too")
+    await page.fill("input[name=note]", "called back on the number, matched call dates")
+    await page.click("text=Attest identity")
+    await expect(page.locator("main")).to_contain_text("called back on the number")
+    await page.click("text=Run the request")
+    await expect(page.locator("main dl")).to_contain_text("complete")
+    await _shot(page, "request-access")
+    async with page.expect_download() as info:
+        await page.click("text=Download the export (ZIP)")
+    download = await info.value
+    saved = tmp_path / download.suggested_filename
+    await download.save_as(saved)
+    with zipfile.ZipFile(saved) as z:
+        names = z.namelist()
+        assert z.testzip() is None
+        # Her own data, readable: the recorded call's audio is in it, decrypted.
+        assert any(n.endswith(".wav") for n in names), names
+        assert NUMBER.encode() in b"".join(z.read(n) for n in names if n.endswith(".json"))
 
 
 async def test_operator_cannot_open_any_dpo_or_admin_page(

@@ -50,8 +50,13 @@ def test_the_trunk_saw_the_call_and_nothing_else(run: EgressRun) -> None:
     # Audio both ways for the whole call (50 packets a second each way).
     call_s = float(run.caller["call_seconds"])
     assert tr.rtp_to_box >= 40 * call_s and tr.rtp_from_box >= 40 * call_s, run.summary()
-    # Between the box and the trunk: SIP, RTP and the ARP that finds each other's MAC.
-    assert all(p.proto == "arp" for p in tr.other), run.summary()
+    # Between the box and the trunk: SIP, RTP and the ARP that finds each other's MAC, and
+    # the trunk's "port unreachable" for the last RTP packets the box sent as the trunk's
+    # caller closed its socket (the reply to allowed traffic; seen under heavy load).
+    assert all(
+        p.proto == "arp" or (p.proto == "icmp" and p.icmp_type == 3 and p.src == egress.TRUNK_IP)
+        for p in tr.other
+    ), run.summary()
 
 
 def test_the_call_ran_end_to_end(run: EgressRun) -> None:

@@ -123,8 +123,13 @@ async def test_serve_process_answers_calls_and_stops_on_sigterm(
             call = await desk.dial("100")
             await call.wait_confirmed(timeout=10)
             call.play(tone(800.0, 1.0))
-            await asyncio.sleep(2.5)
-            assert voiced_seconds(call.received_pcm()) > 1.0  # the served agent's greeting
+            # The served agent's greeting; how soon it comes is a benchmark, not this test's
+            # business (a loaded machine starts it later).
+            for _ in range(60):
+                await asyncio.sleep(0.25)
+                if voiced_seconds(call.received_pcm()) > 1.0:
+                    break
+            assert voiced_seconds(call.received_pcm()) > 1.0
             await call.hangup()
             await call.wait_ended(timeout=5)
         rows = await cdrs_since(config, t0, 1)

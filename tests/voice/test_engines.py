@@ -17,7 +17,7 @@ from appliance.config import Config
 from appliance.voice.audio import Upsampler
 from appliance.voice.engines import VoiceEngines
 from appliance.voice.metrics import wer
-from appliance.voice.vad import Endpointer, SileroVad, looks_complete
+from appliance.voice.vad import Endpointer, SileroVad, looks_complete, looks_unfinished
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = REPO / "config" / "callvault.dev.toml"
@@ -131,7 +131,9 @@ def test_pauses_inside_the_scripted_lines_do_not_end_the_turn(
                 event = ep.update(prob)
                 if event == "pause":
                     so_far = audio[: i + 320]
-                    ep.sentence_complete = looks_complete(engines.stt.transcribe(so_far).text)
+                    heard = engines.stt.transcribe(so_far).text
+                    ep.sentence_complete = looks_complete(heard)
+                    ep.sentence_unfinished = looks_unfinished(heard)
                 if event in ("start", "end"):
                     seen.append((event, i))
         assert [e for e, _ in seen] == ["start", "end"], text

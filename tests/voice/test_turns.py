@@ -4,7 +4,7 @@ import pytest
 
 from appliance.voice.agent import consent_from_speech, wants_a_human
 from appliance.voice.llm import HISTORY_CHARS, split_point, trim_history
-from appliance.voice.vad import WINDOW_MS, Endpointer, looks_complete
+from appliance.voice.vad import WINDOW_MS, Endpointer, looks_complete, looks_unfinished
 
 
 def feed(ep: Endpointer, pattern: str) -> list[str]:
@@ -149,3 +149,22 @@ def test_consent_from_speech(said: str, decision: str | None) -> None:
 )
 def test_asking_for_a_human(said: str, wanted: bool) -> None:
     assert wants_a_human(said) is wanted
+
+
+@pytest.mark.parametrize(
+    ("text", "unfinished"),
+    [("Where is?", True), ("I would like to", True), ("Can I", True), ("Where is it?", False),
+     ("Thank you.", False), ("Yes.", False), ("", False)],
+)  # fmt: skip
+def test_what_reads_as_unfinished(text: str, unfinished: bool) -> None:
+    assert looks_unfinished(text) is unfinished
+
+
+def test_an_unfinished_sentence_waits_longer_before_the_turn_ends() -> None:
+    ep = Endpointer()
+    feed(ep, "#" * 6)
+    ep.sentence_unfinished = True
+    events = feed(ep, "." * (ep.end_ms // WINDOW_MS))
+    assert "end" not in events and ep.in_speech
+    events = feed(ep, "." * ((ep.end_ms_unfinished - ep.end_ms) // WINDOW_MS))
+    assert events == ["end"] and ep.last_silence_ms == ep.end_ms_unfinished

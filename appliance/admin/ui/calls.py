@@ -27,6 +27,7 @@ from appliance.admin.users import User
 from appliance.errors import CallvaultError
 from appliance.privacy.identifiers import IdentifierError
 from appliance.telephony.recordings import RecordingStore
+from appliance.voice.dialogue.calendar import call_bookings
 from appliance.voice.report import ReportVault, ReportView
 from appliance.voice.transcripts import TranscriptError, TranscriptVault
 
@@ -196,6 +197,9 @@ async def call_detail(
         context["report"], context["report_error"] = await _report(
             svc, user, call_id, context["purpose"]
         )
+    context["bookings"] = await call_bookings(
+        svc.cfg, svc.db, svc.privacy, call_id, actor=user.actor, purpose=context["purpose"]
+    )
     context["audit"] = await svc.db.call_audit(call_id, [int(r["id"]) for r in recordings])
     return Template("call.html", context=context)
 

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -85,11 +86,25 @@ def _pick(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> list[dict[str, A
     return [{c: r.get(c) for c in cols} for r in rows]
 
 
+# Caller ID names (and so CDR cells) are chosen by whoever calls: a cell a spreadsheet would run
+# as a formula (=, @, +/- not followed by a number, a leading tab/CR) is written with a leading
+# apostrophe (OWASP CSV injection). Phone numbers (+46…) and negative numbers stay as they are.
+_NUMBER_LIKE = re.compile(r"^[+-]?[0-9][0-9 ().,/-]*$")
+
+
+def _cell(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    if value[0] in "=@\t\r" or (value[0] in "+-" and not _NUMBER_LIKE.match(value)):
+        return "'" + value
+    return value
+
+
 def _csv(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> bytes:
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(cols))
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return buf.getvalue().encode()
 
 

@@ -29,14 +29,16 @@ class _PjAccount(pj.Account):  # type: ignore[misc]
             self._owner.pj_on_reg_state(int(prm.code), str(prm.reason), int(prm.expiration))
 
     def onIncomingCall(self, prm: Any) -> None:
-        if self._owner is not None:
-            self._owner.pj_on_incoming(int(prm.callId), str(prm.rdata.wholeMsg))
-        else:
-            # Account is being torn down; refuse rather than leave the INVITE unanswered.
-            call = pj.Call(self, prm.callId)
-            reply = pj.CallOpParam()
-            reply.statusCode = 480
-            call.hangup(reply)
+        owner = self._owner
+        if owner is not None and owner.pj_trusts(str(prm.rdata.srcAddress)):
+            owner.pj_on_incoming(int(prm.callId), str(prm.rdata.wholeMsg))
+            return
+        # Torn down (480), or an INVITE that did not come from our registrar (403): a
+        # registered agent takes calls only through Asterisk, which authenticated the caller.
+        call = pj.Call(self, prm.callId)
+        reply = pj.CallOpParam()
+        reply.statusCode = 480 if owner is None else 403
+        call.hangup(reply)
 
 
 class SipAccount:
@@ -228,6 +230,17 @@ class SipAccount:
     def pj_on_reg_state(self, code: int, reason: str, expiration: int) -> None:
         if self._loop is not None:
             post(self._loop, self._on_reg_state, code, reason, expiration)
+
+    def pj_trusts(self, source: str) -> bool:
+        """Whether an INVITE from `source` ("host:port") may ring this account: with a
+        registrar, only the registrar's own address (anything else bypasses its auth)."""
+        if self.registrar_host is None:
+            return True
+        host, _, port = source.rpartition(":")
+        trusted = host.strip("[]") == self.registrar_host and port == str(self.registrar_port)
+        if not trusted:
+            log.warning("refused an INVITE to %s from %s: not the registrar", self.label, source)
+        return trusted
 
     def pj_on_incoming(self, pj_call_id: int, whole_msg: str) -> None:
         assert self._loop is not None

@@ -42,6 +42,7 @@ class SipAgent(UserAgent):
         runtime: PjRuntime | None = None,
         transport: SipTransport | None = None,
         register_timeout: float = 5.0,
+        fallback: CallHandler | None = None,
     ) -> None:
         super().__init__(
             username=username,
@@ -57,6 +58,10 @@ class SipAgent(UserAgent):
             max_calls=max_calls,
         )
         self.handler = handler
+        # What a caller hears when the line behaviour crashes mid-call (a model process died,
+        # a bug): the line's recorded announcement rather than dead air or a dropped call.
+        self.fallback = fallback
+        self.calls_fallen_back = 0
         self.max_calls = max_calls
         self._tasks: dict[SipCall, asyncio.Task[None]] = {}
         self._stopping = False
@@ -117,8 +122,21 @@ class SipAgent(UserAgent):
             raise
         except Exception:
             log.exception("line handler failed on %r", call)
+            await self._fall_back(call)
         finally:
             await self._hangup_quietly(call)
+
+    async def _fall_back(self, call: SipCall) -> None:
+        if self.fallback is None or not call.is_active:
+            return
+        self.calls_fallen_back += 1
+        log.error("call %r: line handler failed; playing the fallback announcement", call)
+        try:
+            await self.fallback(call)
+        except SipError as err:
+            log.warning("fallback on %r failed: %s", call, err)
+        except Exception:
+            log.exception("fallback handler failed on %r", call)
 
     async def _hangup_quietly(self, call: SipCall) -> None:
         if not call.is_active or self._runtime is None or not self._runtime.running:
