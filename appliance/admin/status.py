@@ -191,18 +191,9 @@ async def asterisk_status(cfg: Config, *, timeout_s: float = AMI_TIMEOUT_S) -> A
     a = cfg.asterisk
     address = f"{a.ami_host}:{a.ami_port}"
     try:
-        secret = cfg.ami_secret()
+        client = AmiClient.for_config(cfg, connect_timeout_s=timeout_s, ping_s=60)
     except (OSError, CallvaultError) as exc:
         return AsteriskStatus(False, f"cannot read the AMI secret: {exc}", address)
-    client = AmiClient(
-        host=a.ami_host,
-        port=a.ami_port,
-        username=a.ami_username,
-        secret=secret,
-        on_event=lambda _ev: None,
-        connect_timeout_s=timeout_s,
-        ping_s=60,
-    )
     try:
         async with asyncio.timeout(AMI_BUDGET_S):
             await client.connect()

@@ -126,16 +126,7 @@ def check_database(cfg: Config, r: Report) -> None:
 
 # ---- Asterisk over AMI
 async def _ami(cfg: Config) -> AmiClient:
-    a = cfg.asterisk
-    client = AmiClient(
-        host=a.ami_host,
-        port=a.ami_port,
-        username=a.ami_username,
-        secret=cfg.ami_secret(),
-        on_event=lambda _ev: None,
-        connect_timeout_s=AMI_TIMEOUT_S,
-        ping_s=60,
-    )
+    client = AmiClient.for_config(cfg, connect_timeout_s=AMI_TIMEOUT_S, ping_s=60)
     await client.connect()
     return client
 

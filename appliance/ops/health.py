@@ -61,18 +61,9 @@ async def ami_check(cfg: Config, timeout_s: float = AMI_TIMEOUT_S) -> Check:
     a = cfg.asterisk
     address = f"{a.ami_host}:{a.ami_port}"
     try:
-        secret = cfg.ami_secret()
+        client = AmiClient.for_config(cfg, connect_timeout_s=timeout_s, ping_s=60)
     except (OSError, CallvaultError) as exc:
         return Check("asterisk", False, f"cannot read the AMI secret: {exc}")
-    client = AmiClient(
-        host=a.ami_host,
-        port=a.ami_port,
-        username=a.ami_username,
-        secret=secret,
-        on_event=lambda _ev: None,
-        connect_timeout_s=timeout_s,
-        ping_s=60,
-    )
     try:
         async with asyncio.timeout(timeout_s * 2):
             await client.connect()

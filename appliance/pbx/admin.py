@@ -40,11 +40,9 @@ CLASSES: dict[str, type[Any]] = {
 async def manager(cfg: Config, db: Database, privacy: Privacy) -> AsyncIterator[PbxManager]:
     """A manager with its own AMI session for the request (None when Asterisk is down:
     changes are then written and go live at Asterisk's next start)."""
-    a = cfg.asterisk
-    ami: AmiClient | None = AmiClient(
-        host=a.ami_host, port=a.ami_port, username=a.ami_username, secret=cfg.ami_secret(),
-        on_event=lambda _ev: None, connect_timeout_s=min(a.ami_connect_timeout_s, 3.0),
-    )  # fmt: skip
+    ami: AmiClient | None = AmiClient.for_config(
+        cfg, connect_timeout_s=min(cfg.asterisk.ami_connect_timeout_s, 3.0)
+    )
     assert ami is not None
     try:
         await ami.connect()

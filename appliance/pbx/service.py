@@ -25,16 +25,7 @@ class PbxService:
     def __init__(
         self, cfg: Config, db: Database, privacy: Privacy, *, clock: Clock = utc_now
     ) -> None:
-        a = cfg.asterisk
-        self.ami = AmiClient(
-            host=a.ami_host,
-            port=a.ami_port,
-            username=a.ami_username,
-            secret=cfg.ami_secret(),
-            on_event=self._on_event,
-            connect_timeout_s=a.ami_connect_timeout_s,
-            reconnect_s=a.ami_reconnect_s,
-        )
+        self.ami = AmiClient.for_config(cfg, on_event=self._on_event)
         self.manager = PbxManager(cfg, db, privacy, self.ami, clock)
         self.guard = SipGuard(self.manager)
         self.last_seen: dict[str, float] = {}

@@ -12,12 +12,15 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 
 from appliance.errors import CallvaultError
+
+if TYPE_CHECKING:
+    from appliance.config import Config
 
 log = logging.getLogger(__name__)
 LIST_TIMEOUT_S = 10.0
@@ -88,6 +91,33 @@ class AmiClient:
         )
         self._manager.register_event("*", self._dispatch)
         self.logins = 0
+
+    @classmethod
+    def for_config(
+        cls,
+        cfg: Config,
+        *,
+        on_event: Callable[[AmiEvent], None] = lambda _ev: None,
+        on_state: Callable[[bool], None] | None = None,
+        connect_timeout_s: float | None = None,
+        ping_s: int = 5,
+    ) -> AmiClient:
+        """A client for the configured Asterisk (`[asterisk]` address, user, secret file).
+        Raises what `Config.ami_secret` raises when the secret cannot be read."""
+        a = cfg.asterisk
+        return cls(
+            host=a.ami_host,
+            port=a.ami_port,
+            username=a.ami_username,
+            secret=cfg.ami_secret(),
+            on_event=on_event,
+            on_state=on_state,
+            connect_timeout_s=a.ami_connect_timeout_s
+            if connect_timeout_s is None
+            else connect_timeout_s,
+            reconnect_s=a.ami_reconnect_s,
+            ping_s=ping_s,
+        )
 
     @property
     def connected(self) -> bool:

@@ -143,17 +143,7 @@ class TelephonyService:
         self.recordings = RecordingStore(
             cfg.asterisk.host_path(cfg.asterisk.spool_dir), cfg.recordings_dir, db, self.privacy
         )
-        a = cfg.asterisk
-        self.ami = AmiClient(
-            host=a.ami_host,
-            port=a.ami_port,
-            username=a.ami_username,
-            secret=cfg.ami_secret(),
-            on_event=self._on_event,
-            on_state=self._on_state,
-            connect_timeout_s=a.ami_connect_timeout_s,
-            reconnect_s=a.ami_reconnect_s,
-        )
+        self.ami = AmiClient.for_config(cfg, on_event=self._on_event, on_state=self._on_state)
         self._tasks: set[asyncio.Task[None]] = set()
         self._disconnected_at: float | None = None
         self._disconnected_mono = 0.0

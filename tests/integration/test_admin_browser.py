@@ -9,6 +9,7 @@ another line's call and the DPO pages. Screenshots (1280x800) go to $CALLVAULT_S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -61,6 +62,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, str
     )
     cfg = config.load(conf)
     asyncio.run(_seed(cfg, tmp))
+    with admin_serving(conf, port) as base:
+        yield cfg, base
+
+
+@contextlib.contextmanager
+def admin_serving(conf: Path, port: int) -> Iterator[str]:
+    """`callvault admin serve` with `conf` as a process, until the block ends; its base URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "--config", str(conf), "admin", "serve"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -77,7 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, str
                         f"admin serve did not start: {proc.stdout.read() if proc.stdout else ''}"
                     )
                 time.sleep(0.2)
-        yield cfg, f"https://localhost:{port}"
+        yield f"https://localhost:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

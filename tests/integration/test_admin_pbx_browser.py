@@ -8,10 +8,6 @@ The calls that follow those objects are tested through the real sandbox in test_
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +25,7 @@ from tests.integration.test_admin_browser import (
     _new_user,
     _page,
     _shot,
+    admin_serving,
     browser,
 )
 
@@ -52,26 +49,8 @@ def pbx_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config,
     )
     cfg = config.load(conf)
     cfg.asterisk.host_path(cfg.asterisk.config_dir).mkdir(parents=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "--config", str(conf), "admin", "serve"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"admin serve did not start: {proc.stdout.read() if proc.stdout else ''}"
-                    )
-                time.sleep(0.2)
-        yield cfg, f"https://localhost:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with admin_serving(conf, port) as base:
+        yield cfg, base
 
 
 async def test_admin_adds_trunk_extension_and_route(
