@@ -6,12 +6,11 @@ ChallengeResponseFailed, InvalidAccountID, FailedACL) with the remote address. A
 an audit entry, and a pjsip ACL (`cvpbx-blocked`) re-rendered and reloaded, so the block holds
 in Asterisk itself with no firewall tooling needed and survives a restart.
 
-Scanners (friendly-scanner, sipvicious) probe accounts that do not exist and never answer the
-challenge. PJSIP answers those with its artificial endpoint's 401 and reports ChallengeSent
-with AccountID "<unknown>"; InvalidAccountID only follows once an address passes
-pjsip's unidentified_request_count within unidentified_request_period, so a slow scan would
-leave no failure at all. Each challenge for an unknown account is therefore a strike. The
-security events carry no User-Agent, so the scanner's UA itself cannot be matched here.
+Scanners (friendly-scanner, sipvicious) probe accounts that do not exist: res_pjsip raises
+InvalidAccountID for every such request (REGISTER, OPTIONS, INVITE alike) before its artificial
+endpoint's 401, so a scan counts like failed passwords. The security events carry no
+User-Agent, so a scanner's UA itself cannot be matched here; the firewall role rate-limits SIP
+per source address as well.
 """
 
 from __future__ import annotations
@@ -31,17 +30,7 @@ log = logging.getLogger(__name__)
 FAILURE_EVENTS = frozenset(
     {"InvalidPassword", "ChallengeResponseFailed", "InvalidAccountID", "FailedACL"}
 )
-UNKNOWN_ACCOUNT = "<unknown>"
-"""AccountID res_pjsip puts on security events raised for its artificial endpoint."""
 ACTOR = Actor.system("pbx.security")
-
-
-def is_strike(ev: Mapping[str, str]) -> bool:
-    """A failed authentication, or a challenge sent for an account that does not exist."""
-    kind = ev.get("Event")
-    if kind in FAILURE_EVENTS:
-        return True
-    return kind == "ChallengeSent" and ev.get("AccountID") == UNKNOWN_ACCOUNT
 
 
 def remote_ip(value: str) -> str | None:
@@ -65,7 +54,7 @@ class SipGuard:
         self.settings = Settings()
 
     def on_event(self, ev: Mapping[str, str]) -> None:
-        if not is_strike(ev):
+        if ev.get("Event") not in FAILURE_EVENTS:
             return
         ip = remote_ip(ev.get("RemoteAddress", ""))
         if ip is None:

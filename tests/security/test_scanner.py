@@ -21,7 +21,7 @@ import yaml
 
 from appliance.pbx.apply import PbxManager
 from appliance.pbx.render import PJSIP_FILE
-from appliance.pbx.security import SipGuard, is_strike
+from appliance.pbx.security import SipGuard
 from appliance.privacy import Privacy
 from appliance.store import Database
 from tests.pbx.conftest import make_cfg
@@ -31,18 +31,23 @@ ROLE = REPO / "ansible" / "roles" / "firewall"
 SCANNER = "IPV4/UDP/203.0.113.66/5070"
 
 
-def probe(event: str, account: str, remote: str = SCANNER) -> dict[str, str]:
-    """A security event as Asterisk 22's res_pjsip raises it for one scanner probe."""
-    return {
-        "Event": event,
+def probe_events(account: str, remote: str = SCANNER, call_id: str = "") -> list[dict[str, str]]:
+    """What Asterisk 22's res_pjsip raises over AMI for one probe of a nonexistent account
+    (REGISTER, OPTIONS or INVITE alike; recorded from the sandbox): InvalidAccountID, then
+    ChallengeSent for its artificial endpoint. No User-Agent in either."""
+    common = {
         "Privilege": "security,all",
-        "Severity": "Error" if event != "ChallengeSent" else "Informational",
         "Service": "PJSIP",
-        "AccountID": account,
-        "SessionID": "scan-call-id",
+        "EventVersion": "1",
+        "SessionID": call_id or f"scan-{account}",
         "LocalAddress": "IPV4/UDP/192.0.2.10/5060",
         "RemoteAddress": remote,
     }
+    return [
+        {"Event": "InvalidAccountID", "Severity": "Error", "AccountID": account, **common},
+        {"Event": "ChallengeSent", "Severity": "Informational", "AccountID": "<unknown>",
+         **common},
+    ]  # fmt: skip
 
 
 @pytest_asyncio.fixture
@@ -60,45 +65,43 @@ async def settle(guard: SipGuard) -> None:
         await task
 
 
-def test_unknown_account_challenges_are_strikes_known_ones_are_not() -> None:
-    assert is_strike(probe("ChallengeSent", "<unknown>"))
-    assert is_strike(probe("InvalidAccountID", "100"))
-    # A desk phone's first REGISTER is always challenged: that is not a failure.
-    assert not is_strike(probe("ChallengeSent", "301"))
-    assert not is_strike(probe("SuccessfulAuth", "301"))
+async def feed(guard: SipGuard, events: list[dict[str, str]]) -> None:
+    for ev in events:
+        guard.on_event(ev)
+    await settle(guard)
 
 
 async def test_scanner_probes_to_unknown_accounts_get_the_address_blocked(
     guard: SipGuard,
 ) -> None:
-    # A slow scan: each probe (REGISTER, OPTIONS, INVITE to a guessed account) is challenged by
-    # the artificial endpoint and never answered; no InvalidAccountID below pjsip's threshold.
-    for _ in range(9):
-        guard.on_event(probe("ChallengeSent", "<unknown>"))
-    guard.on_event(probe("ChallengeSent", "301", remote="IPV4/UDP/192.0.2.50/5060"))
-    for _ in range(20):
-        guard.on_event(probe("ChallengeSent", "301", remote="IPV4/UDP/192.0.2.51/5060"))
-    await settle(guard)
+    # Nine probes: one strike each (the challenge that follows is not a second one).
+    for n in range(9):
+        await feed(guard, probe_events(f"{100 + n}"))
+    # A desk phone's challenged REGISTER is no failure, however often it comes.
+    known = {
+        "Event": "ChallengeSent",
+        "AccountID": "301",
+        "RemoteAddress": "IPV4/UDP/192.0.2.50/5060",
+    }
+    await feed(guard, [known] * 20)
     assert await guard.manager.db.pbx_blocks() == []
-    guard.on_event(probe("ChallengeSent", "<unknown>"))
-    await settle(guard)
+    # One probe from another address does not add to the scanner's count, nor block itself.
+    await feed(guard, probe_events("100", remote="IPV4/UDP/192.0.2.51/5060"))
+    assert await guard.manager.db.pbx_blocks() == []
+    await feed(guard, probe_events("109"))
     blocks = await guard.manager.db.pbx_blocks(active_at=time.time())
     assert [b["address"] for b in blocks] == ["203.0.113.66"]
-    assert blocks[0]["failures"] == 10 and blocks[0]["reason"] == "ChallengeSent"
+    assert blocks[0]["failures"] == 10 and blocks[0]["reason"] == "InvalidAccountID"
     etc = guard.manager.cfg.asterisk.host_path(guard.manager.cfg.asterisk.config_dir)
     assert "[cvpbx-blocked]\ntype = acl\ndeny = 203.0.113.66" in (etc / PJSIP_FILE).read_text()
     # The block working (FailedACL from the blocked address) does not count again.
-    guard.on_event(probe("FailedACL", "<unknown>"))
-    await settle(guard)
+    await feed(guard, [{**probe_events("110")[0], "Event": "FailedACL"}])
     assert guard.blocked_events == 1
 
 
-async def test_fast_scan_mixing_challenges_and_invalid_account_blocks(guard: SipGuard) -> None:
-    # Above unidentified_request_count per period Asterisk adds InvalidAccountID per probe.
-    for _ in range(5):
-        guard.on_event(probe("ChallengeSent", "<unknown>"))
-        guard.on_event(probe("InvalidAccountID", "admin"))
-    await settle(guard)
+async def test_scanner_reusing_one_call_id_is_still_counted_per_probe(guard: SipGuard) -> None:
+    for n in range(10):
+        await feed(guard, probe_events(f"{200 + n}", call_id="same-call-id"))
     blocks = await guard.manager.db.pbx_blocks(active_at=time.time())
     assert [b["address"] for b in blocks] == ["203.0.113.66"]
 
