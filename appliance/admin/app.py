@@ -42,6 +42,7 @@ from appliance.admin.ui import alerts as alerts_ui
 from appliance.admin.ui import calls as calls_ui
 from appliance.admin.ui import campaigns as campaigns_ui
 from appliance.admin.ui import governance as governance_ui
+from appliance.admin.ui import jobs as jobs_ui
 from appliance.admin.ui import pbx as pbx_ui
 from appliance.admin.ui import privacy as privacy_ui
 from appliance.admin.ui import session as session_ui
@@ -94,6 +95,16 @@ def _error(status: int) -> Any:
         )
 
     return handler
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # A bug, not bad input: the traceback goes to the journal, the client learns nothing of it.
+    log.error("request %s failed", request.url.path, exc_info=exc)
+    return Response(
+        {"status_code": 500, "detail": "Internal Server Error"},
+        status_code=500,
+        media_type=MediaType.JSON,
+    )
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -161,6 +172,7 @@ ROUTES: list[Any] = [
     *campaigns_ui.ROUTES,
     pbx_api.router,
     *pbx_ui.ROUTES,
+    *jobs_ui.ROUTES,
 ]
 
 
@@ -170,6 +182,7 @@ def create_app(cfg: Config, *, debug: bool = False) -> Litestar:
         async with open_services(cfg) as services:
             app.state.services = services
             yield
+            await jobs_ui.close(app.state)  # no job outlives the DB
 
     return Litestar(
         route_handlers=[
@@ -198,6 +211,7 @@ def create_app(cfg: Config, *, debug: bool = False) -> Litestar:
             MasterKeyError: _error(503),
             StoreError: _error(500),
             CallvaultError: _error(400),
+            Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(
             title="Callvault API",

@@ -328,8 +328,11 @@ class Dialler:
 
 
 def _call_id(campaign_id: int) -> str:
-    # Unique, and tells the campaign at a glance in Asterisk's logs.
-    return f"cv-c{campaign_id}-{uuid.uuid4().hex[:16]}"
+    # Shaped like an Asterisk uniqueid (`<epoch>.<digits>`, as TelephonyService.originate
+    # makes them): the recording spool names files after the call id and takes only that
+    # shape (appliance.telephony.recordings.SPOOL_NAME), and files recordings by its epoch
+    # (real time, not the dialler's clock). Unique: the campaign and 12 random digits.
+    return f"{int(time.time())}.{campaign_id}{uuid.uuid4().int % 10**12:012d}"
 
 
 def _lead_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -114,7 +114,7 @@ async def test_a_booking_by_phone_reaches_calendar_report_and_admin(
         assert "Anna Berg" in page.text and "appointment" in page.text
 
 
-@pytest.mark.parametrize("caller_id", ["book_third_half_past_two", "wants_human", "question_hours"])
+@pytest.mark.parametrize("caller_id", ["opt_out_stop_calling", "wants_human", "question_hours"])
 async def test_scripted_callers_spoken_by_piper(
     caller_id: str, dialogue_engines: VoiceEngines, cfg: Config
 ) -> None:

@@ -21,11 +21,15 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import File, Redirect, Template
 
 from appliance.admin.auth import scope
+from appliance.admin.jobs import JobError, Outcome, registry
 from appliance.admin.params import RowId
-from appliance.admin.services import Svc
+from appliance.admin.services import Services, Svc
+from appliance.admin.ui.jobs import POLL_S
+from appliance.admin.ui.jobs import find as find_job
 from appliance.admin.users import User
 from appliance.errors import CallvaultError
 from appliance.privacy.rights.model import RightsError
+from appliance.privacy.rights.steps import PIPELINES
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -148,14 +152,20 @@ async def request_page(
     request_id: RowId,
     svc: Svc,
     request: UserReq,
+    *,
     ok: FromQuery[str] = "",
     err: FromQuery[str] = "",
+    job: FromQuery[str] = "",
 ) -> Template:
     req = await svc.rights.get(request_id)
     now = svc.rights.clock()
+    running = find_job(request, job[:40]) if job else None
+    if running is not None:
+        await running.refresh()
     return Template(
         "request.html",
         context={"user": request.user, "req": req, "log": await svc.rights.log(request_id),
+                 "job": running, "poll_s": POLL_S,
                  "overdue": req.overdue(now), "days_left": int((req.due_at - now) // 86400),
                  "day": _day, "when": _when, "can_write": "rights:write" in request.user.scopes,
                  "can_export": "rights:export" in request.user.scopes, **_msgs(ok, err)},
@@ -180,8 +190,7 @@ async def request_action(
             await rights.verify_code(request_id, data.get("code", ""), actor)
             msg = "code accepted: the request can be run"
         elif action == "process":
-            req = await rights.process(request_id, actor)
-            msg = f"request {req.status.value}"
+            return await _process_in_background(request_id, svc, request)
         elif action == "refuse":
             await rights.refuse(request_id, data.get("reason", ""), actor)
             msg = "request refused; the reason is on record"
@@ -198,6 +207,40 @@ async def request_action(
     except CallvaultError as exc:
         return _back(here, err=str(exc))
     return _back(here, ok=msg)
+
+
+async def _process_in_background(request_id: int, svc: Services, request: UserReq) -> Redirect:
+    """Run the request as a job: quick ones answer like a form, long ones (an export of a
+    subject with many recorded calls) send the page back with a progress bar."""
+    rights, actor, here = svc.rights, request.user.actor, f"/requests/{request_id}"
+    kind = (await rights.get(request_id)).kind
+    steps = PIPELINES[kind]
+
+    async def work() -> Outcome:
+        done = await rights.process(request_id, actor)
+        if done.export_path and "rights:export" in request.user.scopes:
+            return Outcome(f"request {done.status.value}", f"{here}/export", "download the export")
+        return Outcome(f"request {done.status.value}", here, "the request")
+
+    async def probe() -> tuple[int, str]:
+        row = await svc.db.rr_get(request_id)
+        at = int(row["checkpoint"]) if row else 0
+        return at, steps[at][0] if at < len(steps) else "finishing"
+
+    jobs = registry(request.app.state)
+    try:
+        job = jobs.start(
+            "rights.process", str(request_id), f"{kind.value.capitalize()} request #{request_id}",
+            request.user.username, work, total=len(steps), probe=probe,
+        )  # fmt: skip
+    except JobError as exc:
+        return _back(here, err=str(exc))
+    await jobs.settle(job)
+    if job.state == "failed":
+        return _back(here, err=job.error)
+    if job.state == "done" and job.outcome:
+        return _back(here, ok=job.outcome.message)
+    return Redirect(f"{here}?{urlencode({'job': job.id})}", status_code=303)
 
 
 @get("/requests/{request_id:int}/export", guards=[scope("rights:export")])

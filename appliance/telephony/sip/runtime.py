@@ -293,6 +293,11 @@ class PjRuntime:
         """Bind one more UDP transport (e.g. a second local peer in tests)."""
         return await self.run(self.pj_create_transport, host, port)
 
+    async def close_transport(self, transport: SipTransport) -> None:
+        """Unbind a transport `add_udp_transport` made: pjsua has a fixed number of slots
+        (PJ_ETOOMANY once they are used up), so user agents that come and go give theirs back."""
+        await self.run(self.pj_close_transport, transport.id)
+
     # ---- bookkeeping used by accounts and calls (runtime thread only) ----------------------
 
     @property
@@ -395,6 +400,12 @@ class PjRuntime:
         local_name = str(self._ep.transportGetInfo(tid).localName)
         bound_port = int(local_name.rsplit(":", 1)[1])
         return SipTransport(id=tid, host=host, port=bound_port)
+
+    def pj_close_transport(self, tid: int) -> None:
+        try:
+            self._ep.transportClose(tid)
+        except pj.Error as err:
+            log.warning("SIP transport %d not closed: %s", tid, pj_error_text(err))
 
     def _pj_drain_commands(self) -> None:
         while True:

@@ -39,6 +39,7 @@ class UserAgent:
         self._runtime = runtime
         self._owns_runtime = runtime is None
         self._transport = transport
+        self._added_transport: SipTransport | None = None
         self._register_timeout = register_timeout
         self._max_calls = max_calls
         self._account: SipAccount | None = None
@@ -82,6 +83,7 @@ class UserAgent:
             transport = self._transport
         else:
             transport = await runtime.add_udp_transport(self._bind_host, self._bind_port)
+            self._added_transport = transport
         account = SipAccount(
             runtime,
             username=self.username,
@@ -102,9 +104,12 @@ class UserAgent:
 
     async def _close(self) -> None:
         account, self._account = self._account, None
+        added, self._added_transport = self._added_transport, None
         try:
             if account is not None:
                 await account.close()
+            if added is not None and self._runtime is not None and not self._owns_runtime:
+                await self._runtime.close_transport(added)
         finally:
             if self._owns_runtime and self._runtime is not None:
                 runtime, self._runtime = self._runtime, None
