@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from appliance.telephony.sip.account import SipAccount
 from appliance.telephony.sip.call import SipCall
 from appliance.telephony.sip.runtime import PjRuntime, SipError, SipTransport
@@ -109,7 +111,9 @@ class UserAgent:
             if account is not None:
                 await account.close()
             if added is not None and self._runtime is not None and not self._owns_runtime:
-                await self._runtime.close_transport(added)
+                # A runtime already shutting down frees every transport itself.
+                with contextlib.suppress(SipError):
+                    await self._runtime.close_transport(added)
         finally:
             if self._owns_runtime and self._runtime is not None:
                 runtime, self._runtime = self._runtime, None
