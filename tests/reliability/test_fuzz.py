@@ -256,6 +256,11 @@ def test_fuzz_target_reports_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyP
 CORPUS = Path(__file__).parent / "corpus"
 
 
+def test_the_regression_corpus_is_there() -> None:
+    # An empty glob would turn the regression tests below into one silent skip.
+    assert sorted(CORPUS.glob("lead_import-*.bin")), f"no regression inputs in {CORPUS}"
+
+
 @pytest.mark.parametrize(
     "path", sorted(CORPUS.glob("lead_import-*.bin")), ids=lambda p: p.stem.split("-", 1)[1]
 )
