@@ -71,14 +71,14 @@ class Appliance:
         self.db = db
         self.telephony = TelephonyService(cfg, db)
         # After hangup: transcripts of the recorded legs, then the report (appliance.voice).
-        # Batch work waits while calls are up: the live agent shares the CPU.
+        # Model work waits while the agent has calls up: they share the CPU (and the models).
         self.postcall = PostCallPipeline(
             cfg,
             db,
             self.telephony.privacy,
             recordings=self.telephony.recordings,
             reporter=reporter or report_writer(cfg, db, self.telephony.privacy),
-            idle=lambda: not self.telephony.channels,
+            idle=lambda: not self.telephony.agent_calls_up(),
         )
         self.telephony.on_ingested = self.postcall.notify
         self.agent = SipAgent(

@@ -17,7 +17,7 @@ from typing import Any
 
 from appliance.config import Config
 from appliance.errors import CallvaultError
-from appliance.telephony.ami import AmiClient, AmiError
+from appliance.telephony.ami import AmiClient, AmiError, probe_session
 
 AMI_TIMEOUT_S = 2.0
 # A whole status round (login + four actions) gets at most this long.
@@ -191,30 +191,19 @@ async def asterisk_status(cfg: Config, *, timeout_s: float = AMI_TIMEOUT_S) -> A
     a = cfg.asterisk
     address = f"{a.ami_host}:{a.ami_port}"
     try:
-        client = AmiClient.for_config(cfg, connect_timeout_s=timeout_s, ping_s=60)
-    except (OSError, CallvaultError) as exc:
-        return AsteriskStatus(False, f"cannot read the AMI secret: {exc}", address)
-    try:
-        async with asyncio.timeout(AMI_BUDGET_S):
-            await client.connect()
-            core = await client.action("CoreStatus")
-            settings = await client.action("CoreSettings")
+        async with probe_session(cfg, connect_timeout_s=timeout_s, budget_s=AMI_BUDGET_S) as ami:
+            core = await ami.action("CoreStatus")
+            settings = await ami.action("CoreSettings")
             # Side by side: a list Asterisk refuses costs its timeout once, not twice.
             (
                 (endpoints, endpoints_error),
                 (registrations, registrations_note),
             ) = await asyncio.gather(
-                _optional_list(client, "PJSIPShowEndpoints"),
-                _optional_list(client, "PJSIPShowRegistrationsOutbound"),
+                _optional_list(ami, "PJSIPShowEndpoints"),
+                _optional_list(ami, "PJSIPShowRegistrationsOutbound"),
             )
-    except TimeoutError:
-        return AsteriskStatus(False, f"AMI at {address} did not answer in time", address)
     except AmiError as exc:
         return AsteriskStatus(False, str(exc), address)
-    except OSError as exc:  # a connection torn down mid-session
-        return AsteriskStatus(False, f"AMI at {address}: {exc.strerror or exc}", address)
-    finally:
-        await client.close()
     calls = core.get("CoreCurrentCalls", "")
     return AsteriskStatus(
         reachable=True,

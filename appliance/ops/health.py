@@ -56,27 +56,15 @@ class ProbeStore(Protocol):
 
 
 async def ami_check(cfg: Config, timeout_s: float = AMI_TIMEOUT_S) -> Check:
-    from appliance.telephony.ami import AmiClient, AmiError
+    from appliance.telephony.ami import AmiError, probe_session
 
     a = cfg.asterisk
-    address = f"{a.ami_host}:{a.ami_port}"
     try:
-        client = AmiClient.for_config(cfg, connect_timeout_s=timeout_s, ping_s=60)
-    except (OSError, CallvaultError) as exc:
-        return Check("asterisk", False, f"cannot read the AMI secret: {exc}")
-    try:
-        async with asyncio.timeout(timeout_s * 2):
-            await client.connect()
-            await client.action("Ping")
-    except TimeoutError:
-        return Check("asterisk", False, f"AMI at {address} did not answer in time")
+        async with probe_session(cfg, connect_timeout_s=timeout_s, budget_s=timeout_s * 2) as ami:
+            await ami.action("Ping")
     except AmiError as exc:
         return Check("asterisk", False, str(exc))
-    except OSError as exc:
-        return Check("asterisk", False, f"AMI at {address}: {exc.strerror or exc}")
-    finally:
-        await client.close()
-    return Check("asterisk", True, f"AMI at {address} answers")
+    return Check("asterisk", True, f"AMI at {a.ami_host}:{a.ami_port} answers")
 
 
 async def db_check(db: ProbeStore, clock: Callable[[], float] = time.time) -> Check:

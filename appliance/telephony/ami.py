@@ -9,9 +9,10 @@ the service can reconcile what it missed, and stops retrying when closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from panoramisk import Manager
@@ -220,3 +221,29 @@ class AmiClient:
     def _dispatch(self, _manager: Any, message: Any) -> None:
         event = {str(k): str(v) for k, v in message.items() if not isinstance(v, list)}
         self._on_event(event)
+
+
+@contextlib.asynccontextmanager
+async def probe_session(
+    cfg: Config, *, connect_timeout_s: float, budget_s: float
+) -> AsyncIterator[AmiClient]:
+    """A short AMI session for a status probe: logged in on entry, closed on exit, the whole of
+    it (login and what the body asks) within `budget_s`. Whatever goes wrong — the secret
+    unreadable, no answer, a refused login, a connection torn down — is one `AmiError` whose
+    message says what, for a health check or status page to show as it is."""
+    a = cfg.asterisk
+    address = f"{a.ami_host}:{a.ami_port}"
+    try:
+        client = AmiClient.for_config(cfg, connect_timeout_s=connect_timeout_s, ping_s=60)
+    except (OSError, CallvaultError) as exc:
+        raise AmiError(f"cannot read the AMI secret: {exc}") from exc
+    try:
+        async with asyncio.timeout(budget_s):
+            await client.connect()
+            yield client
+    except TimeoutError as exc:
+        raise AmiError(f"AMI at {address} did not answer in time") from exc
+    except OSError as exc:  # a connection torn down mid-session
+        raise AmiError(f"AMI at {address}: {exc.strerror or exc}") from exc
+    finally:
+        await client.close()

@@ -38,6 +38,10 @@ INGEST_CDR_WAIT_S = 10.0
 # A recording that could not be stored (recordings disk full) stays in the RAM spool and is
 # tried again this often, until it fits or the appliance restarts (the start sweep takes it).
 INGEST_RETRY_S = 30.0
+# While calls are up, the live channel model is checked against Asterisk's own list this often:
+# a Hangup the model never saw (an event lost in a reconnect) would otherwise keep a dead call
+# "live" for good, and everything that waits for an idle box (post-call work) would wait on it.
+CHANNEL_AUDIT_EVERY_S = 60.0
 # How long a finished call's spool files get for MixMonitor to finalise their WAV header; a
 # file still open after that (Asterisk died mid-write) is stored flagged `incomplete`.
 INGEST_FILE_WAIT_S = 10.0
@@ -93,6 +97,17 @@ class TelephonyError(CallvaultError):
 
 class DoNotCallError(TelephonyError):
     """The number is on the do-not-call list: it is never dialled."""
+
+
+@dataclass
+class _Listing:
+    """Channel events that arrived while one CoreShowChannels list was being read."""
+
+    created: set[str] = field(default_factory=set)
+    hung_up: set[str] = field(default_factory=set)
+
+    def saw(self, event: str, uniqueid: str) -> None:
+        (self.created if event == "Newchannel" else self.hung_up).add(uniqueid)
 
 
 @dataclass
@@ -154,6 +169,9 @@ class TelephonyService:
         self._ingest_scheduled: set[str] = set()
         self._last_activity: dict[str, float] = {}
         self._pending_cdrs: dict[str, int] = {}
+        # Channel events seen while a CoreShowChannels list is being read (one entry per list
+        # in flight): the list is a snapshot, and events interleave with its items.
+        self._listings: list[_Listing] = []
         # Called with the call id once a finished call's recordings are stored (the post-call
         # pipeline: their rows already queued its job; this only wakes it).
         self.on_ingested: Callable[[str], None] | None = None
@@ -183,6 +201,7 @@ class TelephonyService:
         await self.reconcile(since=await self._last_cdr_end() - RECONCILE_MARGIN_S, reason="start")
         self._spawn(self._sweep_spool())
         self._spawn(self._reconcile_periodically())
+        self._spawn(self._audit_channels_periodically())
 
     async def stop(self) -> None:
         await self.ami.close()
@@ -241,6 +260,9 @@ class TelephonyService:
     def _on_event(self, ev: Mapping[str, str]) -> None:
         self.stats.events += 1
         name = ev.get("Event", "")
+        if name in {"Newchannel", "Hangup"}:
+            for listing in self._listings:
+                listing.saw(name, ev.get("Uniqueid", ""))
         if name == "Newchannel":
             ch = Channel.from_event(ev)
             self.channels[ch.uniqueid] = ch
@@ -417,32 +439,50 @@ class TelephonyService:
             log.info("imported CDRs from %s (%s): %s", path, reason, result)
         return result
 
-    async def _refresh_channels(self, lost_at: float | None = None) -> None:
+    async def _refresh_channels(self, lost_at: float | None = None) -> set[str]:
         """Rebuild the live channel model after a (re)connect, when events were missed.
 
         Calls whose channels are gone are taken (recordings, CDRs); `lost_at` (the outage's
         start) is remembered for them: if Asterisk itself died, no CDR will ever come, and
         `_ingest` writes a flagged one from what was known (see `reconstructed_cdrs`).
         """
+        listing = _Listing()
+        self._listings.append(listing)
         try:
             items = await self.ami.action_list("CoreShowChannels")
         except AmiError as exc:
             log.warning("could not list channels: %s", exc)
-            return
+            return set()
+        finally:
+            self._listings.remove(listing)
         fresh = {}
         for ev in items:
             if ev.get("Event") == "CoreShowChannel":
                 ch = Channel.from_event(ev)
-                fresh[ch.uniqueid] = ch
+                if ch.uniqueid not in listing.hung_up:  # listed, then hung up before the end
+                    fresh[ch.uniqueid] = ch
+        for uid in listing.created - listing.hung_up:  # born after the snapshot was taken
+            if uid not in fresh and uid in self.channels:
+                fresh[uid] = self.channels[uid]
         gone = {ch.linkedid for uid, ch in self.channels.items() if uid not in fresh}
         if lost_at is not None:
             for ch in self.channels.values():
                 if ch.linkedid in gone:
                     self._vanished.setdefault(ch.linkedid, []).append((ch, lost_at))
+        unseen = {uid for uid in self.channels if uid not in fresh}
         self.channels = fresh
         for call_id in gone:
             if not self._live(call_id):
                 self._schedule_ingest(call_id)
+        return unseen
+
+    async def _audit_channels_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(CHANNEL_AUDIT_EVERY_S)
+            if self.channels and self.ami.connected:
+                unseen = await self._refresh_channels()
+                if unseen:
+                    log.warning("channel audit: %d channel(s) had ended unseen", len(unseen))
 
     async def _sweep_spool(self) -> None:
         live = {ch.linkedid for ch in self.channels.values()}
@@ -518,6 +558,11 @@ class TelephonyService:
             actor, "originate.refused", "restriction", "restriction of processing", f"line={line}"
         )
         raise DoNotCallError(f"refused to call {Pii(number)}: processing is restricted (Art. 18)")
+
+    def agent_calls_up(self) -> bool:
+        """Whether the voice agent is in a call (its endpoint has a live channel)."""
+        prefix = f"PJSIP/{self.cfg.agent.username}-"
+        return any(ch.name.startswith(prefix) for ch in self.channels.values())
 
     def channel_of(self, call_id: str, *, agent: bool) -> Channel:
         prefix = f"PJSIP/{self.cfg.agent.username}-"

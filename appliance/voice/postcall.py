@@ -12,9 +12,10 @@ again). A failure keeps the job at its stage with the attempt count and the erro
 it after an exponential backoff (30 s doubling, at most an hour) — a job is never dropped.
 A job whose call and recordings are gone (erased, or past retention) finishes with nothing
 to do, as does a call on an echo or announcement (test and load) line; one whose subject
-restricted processing (Art. 18) waits without being touched. On a box where live calls and
-batch work share the CPU, a job starts only once no call has been up for a few seconds
-(`idle`), or after waiting `MAX_DEFER_S` regardless.
+restricted processing (Art. 18) waits without being touched. On a box where the live agent and
+batch work share the CPU, a job that needs the models starts only once no agent call has been
+up for a few seconds (`idle`), or after waiting `MAX_DEFER_S` regardless; a job with nothing
+for the models to do (an echo or test line, a call already gone) never waits for that.
 """
 
 from __future__ import annotations
@@ -216,10 +217,10 @@ class PostCallPipeline:
             if not jobs:
                 await self._sleep_until_due()
                 continue
-            await self._wait_idle(float(jobs[0]["next_at"]))
+            job = await self._next_job(jobs)
             try:
                 # Re-read: the job may have moved (erased call, new leg) while waiting.
-                fresh = await self.db.post_call_job(str(jobs[0]["call_id"]))
+                fresh = await self.db.post_call_job(str(job["call_id"]))
                 if fresh is not None and fresh["stage"] in self._stages():
                     await self.run_job(fresh)
             except (CallvaultError, OSError, sqlite3.Error):
@@ -240,6 +241,26 @@ class PostCallPipeline:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _next_job(self, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The first due job the models are not needed for, else the first due job once the
+        box is idle: a queue of agent calls waiting for a quiet moment holds nothing else up."""
+        for job in jobs:
+            if not await self._needs_models(job):
+                return job
+        await self._wait_idle(float(jobs[0]["next_at"]))
+        return jobs[0]
+
+    async def _needs_models(self, job: dict[str, Any]) -> bool:
+        """Whether the job's next stage runs Whisper or the LLM (what competes with live calls
+        for the CPU): not for a call on a non-agent line, nor one whose CDR is gone or not in."""
+        if job["stage"] != "transcribe":
+            return self.reporter is not None
+        call = await self.db.call(str(job["call_id"]))
+        if call is None:
+            return False
+        line = self.cfg.line_by_name(call.line or "")
+        return line is None or line.kind == "agent"
 
     async def _wait_idle(self, due_at: float) -> None:
         if self.idle is None:

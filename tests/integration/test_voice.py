@@ -229,9 +229,14 @@ async def _post_call_idle(app: Appliance, timeout: float = 300.0) -> None:
     """Until the pipeline has worked off what earlier tests' calls left (each is transcribed
     and reported once the box idles): this test times its own call's work only."""
     t0 = time.monotonic()
-    while await app.postcall.due():
+    while due := await app.postcall.due():
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"post-call backlog not done in {timeout}s")
+            raise AssertionError(
+                f"post-call backlog not done in {timeout}s: due "
+                f"{[(j['call_id'], j['stage'], j['attempts'], j['last_error']) for j in due]}; "
+                f"live "
+                f"{[(c.name, c.linkedid) for c in app.telephony.channels.values()]}"
+            )
         await asyncio.sleep(1.0)
 
 

@@ -467,3 +467,30 @@ async def test_test_lines_are_not_transcribed(env: Env, legs) -> None:
     assert (await env.db.post_call_job(call))["stage"] == "done"
     assert await env.db.transcripts(call) == [] and reports.calls == []
     assert "recording.transcribe" not in audit_actions(env.cfg)
+
+
+async def test_a_busy_agent_holds_up_model_work_only(env: Env, legs) -> None:
+    """While the agent has calls up, a call that needs Whisper waits; an echo-line call queued
+    behind it (nothing for the models) is finished at once, not held up by it."""
+    agent_call, echo_call = "1700000500.1", "1700000501.1"
+    await env.record(agent_call, {"caller": clip(legs["caller"], 1.0)})
+    await env.record(echo_call, {"mixed": clip(legs["caller"], 1.0)}, line="echo")
+    busy = True
+    pipeline = PostCallPipeline(
+        env.cfg, env.db, env.privacy, transcriber=env.transcriber(), idle=lambda: not busy
+    )
+    await pipeline.start()
+    try:
+        async with asyncio.timeout(10):
+            while (await env.db.post_call_job(echo_call))["stage"] != "done":  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert (await env.db.post_call_job(agent_call))["stage"] == "transcribe"
+        assert await env.db.transcripts(agent_call) == []
+        busy = False  # the agent's calls end: after the settle time, the model work runs
+        async with asyncio.timeout(60):
+            while (await env.db.post_call_job(agent_call))["stage"] == "transcribe":  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        assert len(await env.db.transcripts(agent_call)) == 1
+    finally:
+        await pipeline.stop()
