@@ -105,6 +105,33 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class CalDavConfig:
+    """`[lines.caldav]`: the office's own CalDAV calendar on the LAN, for a playbook line.
+
+    Its busy events are taken out of the free slots, and each booking is written to it as an
+    event that names no one (appliance.voice.dialogue.caldav). The store stays the record:
+    when the server is down the agent books from the store and the event follows later."""
+
+    url: str
+    """`http(s)://ADDRESS[:PORT]/path/` of the calendar collection: a private, loopback or
+    link-local IP literal (no name lookups, nothing leaves the premises). Prefer https on a
+    shared LAN: servers ask for Basic auth, which over http shows the password on the wire."""
+    username: str = ""
+    """Empty: no authentication."""
+    password_file: Path | None = None
+    """File whose first line is the password (required with `username`; keep it 0600, e.g.
+    `<state_dir>/secrets/caldav_<line>`). Never a string in this file."""
+    ca_file: Path | None = None
+    """PEM CA bundle for an https server with its own CA (None: the system's CAs)."""
+    timeout_s: float = 3.0
+    """Per request to the calendar (connect, answer). After one failure calls stop asking it
+    until `retry_s` has passed, so an outage costs one caller at most this wait."""
+    retry_s: float = 60.0
+    """After a failure: how long the calendar is left alone before bookings not yet in it
+    are written again (the agent books from the store meanwhile)."""
+
+
+@dataclass(frozen=True)
 class LineConfig:
     """A number callers dial, and what answers it."""
 
@@ -160,6 +187,9 @@ class LineConfig:
     playbook: PlaybookConfig | None = None
     """`[lines.playbook]`: the facts the agent may state, the tasks and slots it handles, and
     the calendar it books into (appliance.voice.dialogue.playbook). None: free-form LLM."""
+    caldav: CalDavConfig | None = None
+    """`[lines.caldav]`: an office CalDAV calendar on the LAN for the playbook's bookings
+    (None: the store's calendar alone)."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +259,8 @@ class RetentionConfig:
     Defaults follow what the hosted services in the seeds promise: CDRs 3 years (billing and
     disputes), bookkeeping 7 years (Swedish Bookkeeping Act), contact data the relationship +
     12 months, security/audit logs 5 years (a typical limitation period for claims).
+    `contact` also governs campaign leads (counted from the last import listing the lead or
+    its last dial attempt) and appointments booked on calls (from the appointment's end).
     """
 
     days: Mapping[str, int] = field(
@@ -525,6 +557,7 @@ def _line(s: _Section) -> LineConfig:
         retention_days=_retention_days(s.section("retention_days"), allow_empty=True),
         erase_on_opt_out=s.flag("erase_on_opt_out", LineConfig.erase_on_opt_out),
         playbook=_playbook(s),
+        caldav=_caldav(s),
     )
     s.reject_unknown()
     return cfg
@@ -534,6 +567,44 @@ def _playbook(s: _Section) -> PlaybookConfig | None:
     if "playbook" not in s.raw:
         return None
     return parse_playbook(s.section("playbook").raw, s.name("playbook"))
+
+
+def _caldav(line: _Section) -> CalDavConfig | None:
+    if "caldav" not in line.raw:
+        return None
+    s = line.section("caldav")
+    if "playbook" not in line.raw:
+        raise ConfigError(s.name("url"), "a CalDAV calendar needs the line's [lines.playbook]")
+    if "password" in s.raw:
+        raise ConfigError(
+            s.name("password"), "keep the password out of this file: name a file in password_file"
+        )
+    from urllib.parse import urlsplit
+
+    url = s.text("url", None)
+    _check_lan_url(url, s.name("url"))
+    if urlsplit(url).username is not None:
+        raise ConfigError(s.name("url"), "no credentials in the URL: use username/password_file")
+    username = s.text("username", "")
+    pw_file = s.path("password_file", None) if "password_file" in s.raw else None
+    if bool(username) != (pw_file is not None):
+        raise ConfigError(s.name("password_file"), "username and password_file go together")
+    timeout = s.number("timeout_s", CalDavConfig.timeout_s)
+    if timeout > 30:
+        raise ConfigError(s.name("timeout_s"), "must be at most 30 (a caller is waiting)")
+    retry = s.number("retry_s", CalDavConfig.retry_s)
+    if not 5 <= retry <= 3600:
+        raise ConfigError(s.name("retry_s"), "must be between 5 and 3600")
+    cfg = CalDavConfig(
+        url=url if url.endswith("/") else url + "/",
+        username=username,
+        password_file=pw_file,
+        ca_file=s.path("ca_file", None) if "ca_file" in s.raw else None,
+        timeout_s=timeout,
+        retry_s=retry,
+    )
+    s.reject_unknown()
+    return cfg
 
 
 def _lawful_basis(s: _Section) -> LawfulBasis:

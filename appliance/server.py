@@ -129,6 +129,27 @@ async def _running(service: PbxService) -> AsyncIterator[None]:
         await service.stop()
 
 
+@contextlib.asynccontextmanager
+async def _office_calendars(app: Appliance) -> AsyncIterator[None]:
+    """Lines with an office calendar (CalDAV) are kept in step with the store while serving."""
+    from appliance.voice.dialogue.caldav import keep_in_step
+    from appliance.voice.dialogue.calendar import StoreCalendar
+
+    every = [ln.caldav.retry_s for ln in app.cfg.lines if ln.caldav is not None]
+    if not every:
+        yield
+        return
+    calendar = StoreCalendar(app.db, app.telephony.privacy)
+    task = asyncio.create_task(keep_in_step(calendar, min(every)), name="office-calendars")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await calendar.aclose()
+
+
 async def run_until_signalled(cfg: Config, *, admin: bool = True) -> None:
     """Telephony, the SIP agent and (unless `admin` is false: systemd runs it as its own unit)
     the admin UI and API, until SIGTERM or SIGINT."""
@@ -151,6 +172,7 @@ async def run_until_signalled(cfg: Config, *, admin: bool = True) -> None:
         OpsRuntime(app),  # metrics snapshot, alert checks, log level, systemd notify
         CampaignRuntime(app),  # the outbound campaign dialler (issue 8)
         _running(PbxService(cfg, db, app.telephony.privacy)),  # time conditions, SIP guard
+        _office_calendars(app),  # CalDAV calendars of booking lines (issue 10)
         listener,
     ):
         log.warning(

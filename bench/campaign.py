@@ -134,7 +134,7 @@ async def bench_dials(cfg: Config, tmp: Path, *, seconds: float, leads: int) -> 
             )
             settings = Settings(
                 windows=("mon-sun 00:00-23:59",), max_concurrent=20, calls_per_minute=1000,
-                max_attempts=1, dial=DIAL, ring_timeout_s=10,
+                max_attempts=1, dial=DIAL, ring_timeout_s=10, block_public_holidays=False,
             )  # fmt: skip
             camps = Campaigns(privacy)
             await camps.create("bench", line="loadtest", list_name="dials", settings=settings,

@@ -10,6 +10,7 @@ wrong, and a refused action changes nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -98,6 +99,15 @@ def _error(status: int) -> Any:
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        # Not a bug: the telephony process held the database past the busy timeout (a burst of
+        # CDRs on a loaded box). Nothing was changed; the client may simply ask again.
+        log.warning("request %s: the database stayed busy; answered 503", request.url.path)
+        return Response(
+            {"status_code": 503, "detail": "The appliance is busy; nothing was changed. Try "
+             "again in a few seconds."},
+            status_code=503, media_type=MediaType.JSON, headers={"Retry-After": "5"},
+        )  # fmt: skip
     # A bug, not bad input: the traceback goes to the journal, the client learns nothing of it.
     log.error("request %s failed", request.url.path, exc_info=exc)
     return Response(

@@ -91,6 +91,8 @@ async def campaign_create(args: argparse.Namespace, privacy: Privacy, console: C
     for key in ("max_attempts", "max_concurrent", "calls_per_minute", "dial"):
         if getattr(args, key) is not None:
             doc[key] = getattr(args, key)
+    if args.call_on_holidays:
+        doc["block_public_holidays"] = False
     cid = await Campaigns(privacy).create(
         args.name, line=args.line, list_name=args.list, settings=Settings.from_dict(doc),
         actor=operator(),
@@ -170,6 +172,9 @@ def add_parser(sub: Any, console: Console) -> None:
     cr.add_argument("--max-concurrent", type=int)
     cr.add_argument("--calls-per-minute", type=int)
     cr.add_argument("--dial", help="channel template, e.g. 'PJSIP/{digits}@trunk'")
+    cr.add_argument("--call-on-holidays", action="store_true",
+                    help="treat the leads' countries' public holidays as ordinary days "
+                         "(only where the law allows calls on them)")  # fmt: skip
     cr.add_argument("--settings", help="JSON file with any of the campaign settings")
     cr.set_defaults(fn=with_privacy(campaign_create, console))
     for action in ("start", "pause", "resume", "stop"):

@@ -9,7 +9,8 @@ tracks, or finished: none is dialled twice by accident and none is forgotten.
 
 Every dial re-checks, at dial time: the lead still exists (not erased), the do-not-call list, an
 Art. 18 restriction, an open Art. 21 objection, legal eligibility (consent basis and country) and
-the calling window; a refused dial is an attempt row in state 'blocked' with its reason.
+the calling window (the country's public holidays closed, unless the campaign says otherwise); a
+refused dial is an attempt row in state 'blocked' with its reason.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ log = logging.getLogger(__name__)
 # After the ring timeout, how long a claimed attempt with neither a CDR nor a live channel waits
 # before it counts as lost (CDRs can lag the hangup by a moment).
 LOST_GRACE_S = 60.0
-# Without a way to ask Asterisk, a call may last this long before its attempt counts as lost.
+# However long the attempt has been out, a call counts as up for this long after the first pass
+# that finds neither its channel nor its CDR: Asterisk's Cdr event follows the final Hangup by
+# milliseconds and is written by another task, so a pass can fall between the two. Judged lost
+# there, a long answered call would be dialled again after the retry interval.
+HANGUP_SETTLE_S = 10.0
+# The CDR disposition of a call that was answered (its outcome then comes from the report).
 _ANSWERED_SINCE = {"ANSWERED"}
 _FINAL_DISPOSITIONS = {
     "BUSY": "busy",
@@ -81,6 +87,8 @@ class Dialler:
         self.leads = Leads(privacy, clock=clock)
         self.reports: ReportReader = reports or (lambda cid: outcomes.read_report(privacy, cid))
         self._wake = asyncio.Event()
+        # call id -> when (dialler clock) a pass first found no channel and no CDR for it.
+        self._missing_since: dict[str, float] = {}
 
     def _line(self, name: str) -> LineConfig | None:
         return self.cfg.line_by_name(name)
@@ -114,7 +122,9 @@ class Dialler:
         )
         if room <= 0:
             return
-        calendar = Calendar(parse_windows(settings.windows))
+        calendar = Calendar(
+            parse_windows(settings.windows), block_holidays=settings.block_public_holidays
+        )
         # Blocked leads use no room: look further than `room` so a run of them cannot stall.
         for row in await self.db.campaign_due(cid, now, limit=room + 50):
             if room <= 0:
@@ -189,6 +199,9 @@ class Dialler:
             nxt = calendar.next_open(now, country, zones)
             if nxt is None:
                 return "no calling window opens for this lead", True, now
+            holiday = calendar.holiday(now, country, zones)
+            if holiday is not None:
+                return f"public holiday: {holiday}", False, nxt
             return "outside the calling window", False, nxt
         return None
 
@@ -201,6 +214,7 @@ class Dialler:
         call = await self.db.call(call_id)
         if call is None:
             return await self._no_call(att, camp, settings, now)
+        self._missing_since.pop(call_id, None)
         if call.ended_at is None:
             return False
         billable = int(max(0.0, call.ended_at - call.answered_at)) if call.answered_at else 0
@@ -247,12 +261,19 @@ class Dialler:
                 billable_s=0,
             )  # fmt: skip
         live = self.originator.is_live(call_id)
+        if live:
+            self._missing_since.pop(call_id, None)
+            return False
+        # Not seen now: the call may have just hung up with its CDR on the way.
+        missing_since = self._missing_since.setdefault(call_id, now)
         waited = now - float(att["claimed_at"])
         line = self._line(str(camp["line"]))
         longest = settings.ring_timeout_s + (line.max_duration_s if line else 3600)
-        if live or waited < settings.ring_timeout_s + LOST_GRACE_S:
+        if waited < settings.ring_timeout_s + LOST_GRACE_S:
             return False
         if live is None and waited < longest + LOST_GRACE_S:
+            return False
+        if now - missing_since < HANGUP_SETTLE_S:
             return False
         log.warning("campaign %s: attempt %s has no call; counted as lost", camp["id"], call_id)
         return await self._finish(
@@ -274,6 +295,7 @@ class Dialler:
         billable_s: int,
     ) -> bool:
         """Close the attempt; the lead is finished, or due again after the retry interval."""
+        self._missing_since.pop(call_id, None)
         now = self.clock()
         retry = settings.retry_s.get(result)
         state_map = {"lost": "lost", "failed": "failed"}

@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +241,7 @@ class Leads:
         existing = await self.db.lead_indexes(list_id)
         dnc = {bytes(r["blind_index"]) for r in await self.db.dnc_rows()}
         seen: dict[bytes, int] = {}
+        relisted: list[bytes] = []  # leads already on the list: their age starts again
         good: list[tuple[int, bytes, Identifier, str, tuple[str, ...], str, dict[str, Any]]] = []
         for line, cells in rows:
             if cells and cells[0].startswith("\0"):
@@ -307,6 +308,7 @@ class Leads:
                 continue
             if bi in existing:
                 report.unchanged += 1
+                relisted.append(bi)
                 continue
             country = phonenumbers.region_code_for_number(parsed) or region
             fields = {
@@ -316,7 +318,7 @@ class Leads:
                 "extra": {h: cells[i].strip() for i, h in extra_cols if i < len(cells)},
             }
             good.append((line, bi, ident, country, zones, basis, fields))
-        await self._store(list_id, name, data, good, report, actor)
+        await self._store(list_id, name, data, good, report, actor, relisted)
         return report
 
     async def _store(  # noqa: PLR0917
@@ -327,6 +329,7 @@ class Leads:
         good: list[tuple[int, bytes, Identifier, str, tuple[str, ...], str, dict[str, Any]]],
         report: ImportReport,
         actor: Actor,
+        relisted: Sequence[bytes] = (),
     ) -> None:
         keyring = self.privacy.keyring
         known = await self.db.subject_ids_by_index([g[1] for g in good])
@@ -360,6 +363,7 @@ class Leads:
             rows,
             (name, sha, report.rows, len(rows), report.bad, self.clock(), actor.name),
             audit,
+            relisted=relisted,
         )
         report.import_id = import_id
         report.imported = inserted

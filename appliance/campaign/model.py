@@ -24,6 +24,11 @@ CALL_RESULTS = ("busy", "no_answer", "voicemail", "failed", "answered")
 CONVERTED = frozenset({"interested", "appointment_booked"})
 STATES = ("draft", "running", "paused", "stopped", "done")
 _CHANNEL = re.compile(r"[A-Za-z0-9]+/[!-~]{1,200}")
+# Settings of one JSON type other than a whole number: (type, how an error names it).
+_SCALARS: dict[str, tuple[type, str]] = {
+    "dial": (str, "a string"),
+    "block_public_holidays": (bool, "true or false"),
+}
 
 
 class CampaignError(CallvaultError):
@@ -59,6 +64,10 @@ class Settings:
     ineligible and never dialled."""
     countries: tuple[str, ...] = ()
     """Countries leads may be called in (ISO codes); empty: any."""
+    block_public_holidays: bool = True
+    """A public holiday of the lead's country is outside every window (most countries'
+    telemarketing rules); false only where the operator has checked that calls on holidays are
+    allowed in every country the list reaches."""
 
     def __post_init__(self) -> None:
         try:
@@ -85,6 +94,8 @@ class Settings:
             raise CampaignError(f"dial {self.dial!r} is not an Asterisk channel (TECH/resource)")
         if not isinstance(self.report_wait_s, int) or self.report_wait_s < 0:
             raise CampaignError("report_wait_s must be seconds (>= 0)")
+        if not isinstance(self.block_public_holidays, bool):
+            raise CampaignError("block_public_holidays must be true or false")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -106,9 +117,10 @@ class Settings:
                 if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
                     raise CampaignError(f"{k} must be a list of strings")
                 kw[k] = tuple(v)
-            elif k in {"dial"}:
-                if not isinstance(v, str):
-                    raise CampaignError(f"{k} must be a string")
+            elif k in _SCALARS:
+                kind, what = _SCALARS[k]
+                if not isinstance(v, kind):
+                    raise CampaignError(f"{k} must be {what}, not {v!r}")
                 kw[k] = v
             elif k == "retry_s":
                 if not isinstance(v, dict):

@@ -6,12 +6,19 @@ when the time is inside the windows in every one of them, so no call falls outsi
 whichever zone the person is in.
 
 COUNTRY_HOURS are the statutory limits known to the authors (the operator must check them for
-their own market, and a campaign can narrow them further but not widen them); public holidays are
-not modelled, so campaigns in countries that forbid calls on holidays must not run on them.
+their own market, and a campaign can narrow them further but not widen them).
+
+Public holidays: a national public holiday of the lead's country (the `holidays` package, which
+ships the rules offline; regional holidays are not known, as a number does not say its region)
+is outside every window, as most countries' telemarketing rules have it (France's décret
+2022-1313 names them). A campaign can turn that off (`Settings.block_public_holidays`). The day
+is the lead's local date, in each of its zones.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +26,11 @@ from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holiday_rules
+
 from appliance.errors import CallvaultError
+
+log = logging.getLogger(__name__)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPEC = re.compile(r"^(?P<days>[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)\s+"
@@ -89,6 +100,27 @@ COUNTRY_HOURS: Mapping[str, tuple[Window, ...]] = MappingProxyType(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _holidays(country: str, year: int) -> Mapping[date, str]:
+    """The country's national public holidays in `year` (names in English where the package
+    has them); empty for a country the package does not know (logged once)."""
+    try:
+        rules = holiday_rules.country_holidays(country, years=year)
+    except NotImplementedError:
+        log.warning("no public holiday rules for country %r: its holidays are not blocked", country)
+        return MappingProxyType({})
+    if "en_US" in rules.supported_languages:
+        rules = holiday_rules.country_holidays(country, years=year, language="en_US")
+    return MappingProxyType(dict(rules.items()))
+
+
+def public_holiday(country: str, day: date) -> str | None:
+    """The name of the public holiday `day` is in `country` (ISO alpha-2), None if none."""
+    if not country:
+        return None
+    return _holidays(country.upper(), day.year).get(day)
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -124,6 +156,8 @@ class Calendar:
 
     windows: tuple[Window, ...]
     country_hours: Mapping[str, tuple[Window, ...]] = field(default_factory=lambda: COUNTRY_HOURS)
+    block_holidays: bool = True
+    """A public holiday of the lead's country (in the lead's local date) is closed all day."""
 
     def _open(self, at: float, country: str, zones: Sequence[str]) -> list[tuple[float, float]]:
         """Allowed intervals (UTC timestamps) over the days around `at`, for all zones."""
@@ -136,6 +170,8 @@ class Calendar:
             spans: list[tuple[float, float]] = []
             for n in range(-1, SEARCH_DAYS):
                 day = today + timedelta(days=n)
+                if self.block_holidays and public_holiday(country, day) is not None:
+                    continue
                 own = _intervals(self.windows, day, tz)
                 limits = self.country_hours.get(country.upper())
                 if limits is not None:
@@ -153,6 +189,17 @@ class Calendar:
         for s, e in self._open(at, country, zones):
             if e > at:
                 return max(s, at)
+        return None
+
+    def holiday(self, at: float, country: str, zones: Sequence[str]) -> str | None:
+        """The public holiday that closes the lead's day at `at` (in any of its zones), if
+        holidays block and one does."""
+        if not self.block_holidays:
+            return None
+        for name in zones:
+            found = public_holiday(country, datetime.fromtimestamp(at, zone(name)).date())
+            if found is not None:
+                return found
         return None
 
     def closes_at(self, at: float, country: str, zones: Sequence[str]) -> float | None:

@@ -14,10 +14,22 @@ find what has outlived its policy (with its line and age) and how to purge it:
                  times, durations, disposition, line kept) while the bookkeeping period runs,
                  deleted once it is over
     bookkeeping  anonymised CDRs: deleted when the bookkeeping period ends
+    lead         campaign leads (contact period, counted from the last import listing the
+                 lead or its last dial attempt): the sealed fields, blind index and subject
+                 link go; the row is deleted, or kept as an empty stub while a campaign's
+                 report counts it. The do-not-call list is not touched: an opted-out number
+                 stays blocked
+    booking      appointments the dialogue booked (contact period, counted from the
+                 appointment's end): deleted; a line's CalDAV mirror drops the event on its
+                 next sync, or at once through `Retention(on_purged={"booking": ...})`
     contact      data subjects (their identifier and data key) that nothing links to and no
                  transcript is sealed under any more, once first seen longer ago than the
                  contact period
     audit        the audit chain's oldest rows: dropped under a sealed checkpoint (see below)
+
+`lead` and `booking` have no figure of their own: they are contact data (who a person is, how to
+reach them, when they meet the business) and follow `[privacy.retention.days] contact`
+(POLICY_OF).
 
 A new category of per-call rows is one `ChildCategory` entry here (plus one `ChildTable`
 constant in appliance.store.retention). Transcripts and reports are stored under their call
@@ -26,11 +38,11 @@ past its CDR period is anonymised (even where bookkeeping no longer needs it), a
 anonymised one past bookkeeping waits for them.
 
 A legal hold in force (appliance.privacy.holds: on a subject, a call or a case) keeps whatever
-it names: such items are planned as `hold`, counted as held, and go at the first run after the
-hold ends. Age is counted from the item's own time (recording stored, consent given, call
-started, subject first seen); an item is expired when that time lies more than its policy's
-days before the run's instant, so with a run every `purge_interval_h` nothing outlives its
-policy by more than one interval unless held.
+it names (a lead: its subject or a call of its attempts): such items are planned as `hold`,
+counted as held, and go at the first run after the hold ends. Age is counted from the item's own
+time (recording stored, consent given, call started, subject first seen); an item is expired
+when that time lies more than its policy's days before the run's instant, so with a run every
+`purge_interval_h` nothing outlives its policy by more than one interval unless held.
 
 `dry_run(now)` and `run(now)` share `plan(now)`: the run executes exactly the plan a dry run
 at the same instant shows, in batches of one transaction each (short write locks: the live
@@ -87,6 +99,10 @@ Clock = Callable[[], float]
 """Seconds since the epoch; injected so tests move time."""
 Deleter = Callable[[Database, Sequence[int], tuple[AuditEntry, AuditSeal] | None], Awaitable[int]]
 """An owner's own delete for its rows (ids, deletion record) -> how many went."""
+Purged = Callable[[Sequence["PlanItem"]], Awaitable[None]]
+"""Told after each committed batch what a category purged (ids, lines): copies kept off the
+database (a line's CalDAV calendar) follow at once. A failure is logged, never fatal: the
+database is the record, and such mirrors also reconcile against it on their own."""
 Action = Literal["delete", "anonymise", "hold"]
 DAY = 86400.0
 MAX_DAYS = 100 * 365
@@ -94,9 +110,11 @@ PURPOSE = "retention policy"
 # A consent record proves a recording's lawful basis: it is kept at least as long as the
 # line's recordings, whatever its own figure says.
 FLOORS: Mapping[str, tuple[str, ...]] = {"consent": ("recording",)}
+# Registry entries without a figure of their own: the configured category that governs them.
+POLICY_OF: Mapping[str, str] = {"lead": "contact", "booking": "contact"}
 # One audit chain for the box, and subjects are not tied to a line: per-line figures for
 # these would silently do nothing, so they are refused.
-NOT_PER_LINE = frozenset({"audit", "contact"})
+NOT_PER_LINE = frozenset({"audit", "contact", *POLICY_OF})
 
 
 class RetentionError(CallvaultError):
@@ -152,6 +170,7 @@ class Policies:
 
     def configured(self, category: str, line: str | None) -> int:
         """The figure set for `category` on `line` (the default where the line sets none)."""
+        category = POLICY_OF.get(category, category)
         if category not in self.default:
             raise RetentionError(f"unknown data category {category!r}")
         own = self.lines.get(line, {}) if line is not None else {}
@@ -161,7 +180,7 @@ class Policies:
         """The period in force: the configured figure, raised to any floor (FLOORS)."""
         return max(
             [self.configured(category, line)]
-            + [self.configured(c, line) for c in FLOORS.get(category, ())]
+            + [self.configured(c, line) for c in FLOORS.get(POLICY_OF.get(category, category), ())]
         )
 
     def cutoff(self, category: str, line: str | None, now: float) -> float:
@@ -460,15 +479,95 @@ class Bookkeeping:
 
 
 @dataclass(frozen=True)
-class Contacts:
-    """Data subjects nothing links to any more (their calls, recordings, ... are gone),
-    first seen longer ago than the contact period: the identifier and its data key go.
+class Leads:
+    """Campaign leads past the contact period since their last listing or dial attempt.
 
-    Leads and contacts of outbound campaigns are not stored yet; when they are, their rows
-    link to their subjects and become a `ChildCategory` of their own. Until then this is
-    what "contact data" the appliance holds: who a person is, kept while anything about them
-    is, and — so a repeat caller keeps one subject — at least the contact period from first
-    contact. Subjects the categories before this one orphan in the same run go in that run.
+    Planned `delete` when no campaign counts the lead, else `anonymise`: the row stays as a
+    stub (no fields, no subject, a random blind index) so the campaign's report still adds
+    up. Either way the lead's subject link goes, so `contact` deletes a subject nothing else
+    links to in the same run. Kept by a hold on its subject or on a call of its attempts.
+    """
+
+    name: str = "lead"
+    covers: str = "campaign leads (sealed number, name, e-mail, columns; blind index)"
+    at_expiry: str = (
+        "delete (a stub without data stays while a campaign counts the lead); the do-not-call "
+        "list keeps blocking the number"
+    )
+    whole: bool = False
+
+    async def find(self, f: Finding) -> list[PlanItem]:
+        days = f.policies.days(self.name, None)
+        found = await f.db.retention_expired_leads(f.now - days * DAY)
+        calls, counted = await f.db.retention_lead_usage([int(e.key) for e in found])
+        out = []
+        for e in found:
+            hold = f.held.hold_on(None, e.subjects)
+            for cid in calls.get(int(e.key), []) if hold is None else []:
+                hold = f.held.hold_on(cid)
+                if hold is not None:
+                    break
+            action: Action = "anonymise" if int(e.key) in counted else "delete"
+            out.append(
+                PlanItem(
+                    category=self.name, key=e.key, line=None, at=e.at,
+                    age_days=(f.now - e.at) / DAY, policy_days=days,
+                    action="hold" if hold is not None else action, hold=hold,
+                    subjects=e.subjects,
+                )
+            )  # fmt: skip
+        return out
+
+    def links(self, items: Sequence[PlanItem]) -> set[tuple[str, str]]:
+        return {("lead", str(i.key)) for i in items}
+
+    async def apply(self, a: Applying, items: Sequence[PlanItem]) -> PurgeOutcome:
+        done: list[Key] = []
+        held: dict[Key, int] = {}
+        for stub in (True, False):
+            part = [i.expired() for i in items if (i.action == "anonymise") == stub]
+            if part:
+                o = await a.db.retention_purge_leads(
+                    part, stub=stub, at=a.now, record=a.record(self.name)
+                )
+                done.extend(o.done)
+                held.update(o.held)
+        order = {i.key: n for n, i in enumerate(items)}
+        return PurgeOutcome(tuple(sorted(done, key=order.__getitem__)), held)
+
+
+@dataclass(frozen=True)
+class Bookings:
+    """Appointments booked by the dialogue (booked or cancelled), past the contact period
+    since the appointment ended: deleted (details, times, link to the call)."""
+
+    name: str = "booking"
+    covers: str = "appointments booked on calls (sealed name, number, reason; time, line)"
+    at_expiry: str = "delete (a line's CalDAV calendar drops the event)"
+    whole: bool = False
+
+    async def find(self, f: Finding) -> list[PlanItem]:
+        days = f.policies.days(self.name, None)
+        found = await f.db.retention_expired_bookings(f.now - days * DAY)
+        return [f.item(self.name, e, days, "delete") for e in found]
+
+    def links(self, items: Sequence[PlanItem]) -> set[tuple[str, str]]:
+        return set()  # bookings have no subject links (their key subjects are in the row)
+
+    async def apply(self, a: Applying, items: Sequence[PlanItem]) -> PurgeOutcome:
+        return await a.db.retention_delete_bookings(
+            [i.expired() for i in items], at=a.now, record=a.record(self.name)
+        )
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Data subjects nothing links to any more (their calls, recordings, leads, ... are
+    gone), first seen longer ago than the contact period: the identifier and its data key go.
+
+    Who a person is stays while anything about them is, and — so a repeat caller keeps one
+    subject — at least the contact period from first contact. Subjects the categories before
+    this one orphan in the same run (`lead` removes its links) go in that run.
     """
 
     name: str = "contact"
@@ -584,6 +683,8 @@ CATEGORIES: tuple[Category, ...] = (
     ChildCategory("consent", CONSENTS, "recording consent records"),
     CallRecords(),
     Bookkeeping(),
+    Leads(),
+    Bookings(),
     Contacts(),
     AuditPrefix(),
 )
@@ -600,6 +701,7 @@ class Retention:
         actor: Actor | None = None,
         categories: Sequence[Category] = CATEGORIES,
         batch: int = BATCH,
+        on_purged: Mapping[str, Purged] | None = None,
     ) -> None:
         if batch < 1:
             raise RetentionError(f"batch size {batch} is less than 1")
@@ -610,12 +712,23 @@ class Retention:
         self.actor = actor or Actor.system("retention")
         self.categories = tuple(categories)
         self.batch = batch
+        self.on_purged = dict(on_purged or {})
+        unknown = sorted(set(self.on_purged) - {c.name for c in self.categories})
+        if unknown:
+            raise RetentionError(f"on_purged: no category {unknown[0]!r}")
 
     @classmethod
     def of(
-        cls, privacy: Privacy, *, clock: Clock = time.time, actor: Actor | None = None
+        cls,
+        privacy: Privacy,
+        *,
+        clock: Clock = time.time,
+        actor: Actor | None = None,
+        on_purged: Mapping[str, Purged] | None = None,
     ) -> Retention:
-        return cls(privacy.cfg, privacy.db, privacy.audit, clock=clock, actor=actor)
+        return cls(
+            privacy.cfg, privacy.db, privacy.audit, clock=clock, actor=actor, on_purged=on_purged
+        )
 
     @property
     def unplanned(self) -> tuple[str, ...]:
@@ -712,8 +825,10 @@ class Retention:
             late_held = 0
             size = max(len(todo), 1) if cat.whole else self.batch
             for start in range(0, len(todo), size):
-                outcome = await cat.apply(applying, todo[start : start + size])
+                batch = todo[start : start + size]
+                outcome = await cat.apply(applying, batch)
                 done.extend((cat.name, k, actions[k]) for k in outcome.done)
+                await self._tell(cat.name, batch, outcome.done)
                 late_held += len(outcome.held)
                 n, errs = await self._remove_files(outcome.files)
                 removed, errors = removed + n, errors + errs
@@ -725,6 +840,16 @@ class Retention:
             )
         result = RunResult(run_id, at, plan, tuple(done), counts, removed)
         return result, errors
+
+    async def _tell(self, category: str, batch: Sequence[PlanItem], done: Sequence[Key]) -> None:
+        hook = self.on_purged.get(category)
+        if hook is None or not done:
+            return
+        gone = set(done)
+        try:
+            await hook([i for i in batch if i.key in gone])
+        except Exception:  # a mirror's failure must not fail the purge: the rows are gone
+            log.exception("retention: the %s purge hook failed; its mirror catches up", category)
 
     async def _remove_files(self, paths: Sequence[str]) -> tuple[int, list[str]]:
         """Unlink encrypted files whose rows are gone; (removed, errors). A file that cannot

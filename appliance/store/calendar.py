@@ -193,3 +193,80 @@ class CalendarSql(StoreBase):
             slots_enc=bytes(r[7]),
             key_subjects=str(r[8]),
         )
+
+    # ---- a line's CalDAV calendar (appliance.voice.dialogue.caldav): which bookings have
+    # their event on the server. Booked bookings without a row are still to be written; rows
+    # whose booking was cancelled or erased name events still to be deleted.
+    async def delete_booking(self, booking_id: int) -> bool:
+        """Erase a booking (its dialogue outcome keeps no link); False if there was none.
+        Its CalDAV row stays, so the event is deleted from the server next."""
+
+        async def body() -> bool:
+            cur = await self.db.execute("DELETE FROM bookings WHERE id = ?", (booking_id,))
+            return cur.rowcount == 1
+
+        return bool(await self._tx(body))
+
+    async def caldav_unwritten(self, line: str, *, ends_after: float) -> list[BookingRow]:
+        """Booked bookings on `line` ending after `ends_after` whose event is not on the server."""
+        cols = ", ".join(f"b.{c.strip()}" for c in _BOOKING_COLS.split(","))
+        async with self.db.execute(
+            f"SELECT {cols} FROM bookings b LEFT JOIN caldav_events e ON e.booking_id = b.id"
+            " WHERE b.line = ? AND b.status = 'booked' AND b.ends_at > ?"
+            " AND e.booking_id IS NULL ORDER BY b.starts_at, b.id",
+            (line, ends_after),
+        ) as cur:
+            return [_booking(r) for r in await cur.fetchall()]
+
+    async def caldav_stale(self, line: str) -> list[tuple[int, str]]:
+        """(booking id, uid) of events on `line` whose booking was cancelled or erased."""
+        async with self.db.execute(
+            "SELECT e.booking_id, e.uid FROM caldav_events e"
+            " LEFT JOIN bookings b ON b.id = e.booking_id"
+            " WHERE e.line = ? AND (b.id IS NULL OR b.status != 'booked')"
+            " ORDER BY e.booking_id",
+            (line,),
+        ) as cur:
+            return [(int(r[0]), str(r[1])) for r in await cur.fetchall()]
+
+    async def caldav_written(self, *, booking_id: int, line: str, uid: str) -> None:
+        async def body() -> None:
+            await self.db.execute(
+                "INSERT OR REPLACE INTO caldav_events (booking_id, line, uid, written_at)"
+                " VALUES (?, ?, ?, ?)",
+                (booking_id, line, uid, time.time()),
+            )
+
+        await self._tx(body)
+
+    async def caldav_deleted(self, booking_id: int) -> None:
+        async def body() -> None:
+            await self.db.execute("DELETE FROM caldav_events WHERE booking_id = ?", (booking_id,))
+
+        await self._tx(body)
+
+    async def caldav_event_uid(self, booking_id: int) -> str | None:
+        async with self.db.execute(
+            "SELECT uid FROM caldav_events WHERE booking_id = ?", (booking_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    # ---- one data subject's bookings (access export, erasure: appliance.privacy.rights)
+    async def bookings_for_subject(
+        self, subject_id: int, call_ids: Sequence[str] = ()
+    ) -> list[BookingRow]:
+        """Bookings (booked or cancelled) sealed under the subject's key or made on one of
+        `call_ids`, oldest first. key_subjects is a comma list: matched with commas around."""
+        where = ["(',' || key_subjects || ',') LIKE ?"]
+        args: list[Any] = [f"%,{int(subject_id)},%"]
+        calls = [c for c in call_ids if c]
+        if calls:
+            where.append(f"call_id IN ({', '.join('?' for _ in calls)})")
+            args.extend(calls)
+        async with self.db.execute(
+            f"SELECT {_BOOKING_COLS} FROM bookings WHERE {' OR '.join(where)}"
+            " ORDER BY starts_at, id",
+            args,
+        ) as cur:
+            return [_booking(r) for r in await cur.fetchall()]

@@ -121,9 +121,14 @@ class CampaignSql(StoreBase):
         rows: Sequence[LeadRow],
         report: tuple[str, str, int, int, Sequence[tuple[int, str]], float, str],
         audit: Audit,
+        *,
+        relisted: Sequence[bytes] = (),
     ) -> tuple[int, int, int]:
         """Insert the leads not already on the list, the import's report, the subject links and
-        the audit entry, in one transaction. (import id, inserted, already there)."""
+        the audit entry, in one transaction. (import id, inserted, already there).
+
+        `relisted`: blind indexes of leads already on the list that this import lists again:
+        their retention age counts from now (`seen_at`)."""
         name, sha, nrows, _imported, bad, at, by = report
 
         async def body() -> tuple[int, int, int]:
@@ -135,16 +140,21 @@ class CampaignSql(StoreBase):
             import_id = int(cur.lastrowid or 0)
             await self.db.executemany(
                 "INSERT OR IGNORE INTO leads (list_id, blind_index, subject_id, country,"
-                " timezone, basis, fields_enc, import_id, source_line, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " timezone, basis, fields_enc, import_id, source_line, created_at, seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         list_id, r.blind_index, r.subject_id, r.country, r.timezone, r.basis,
-                        r.fields_enc, import_id, r.source_line, at,
+                        r.fields_enc, import_id, r.source_line, at, at,
                     )
                     for r in rows
                 ],
             )  # fmt: skip
+            await self.db.executemany(
+                "UPDATE leads SET seen_at = ? WHERE list_id = ? AND blind_index = ?"
+                " AND state = 'active'",
+                [(at, list_id, bi) for bi in relisted],
+            )
             await self.db.execute(
                 "INSERT OR IGNORE INTO subject_links"
                 " (subject_id, item_type, item_id, role, linked_at)"
@@ -500,3 +510,43 @@ class CampaignSql(StoreBase):
             return cur.rowcount > 0
 
         return bool(await self._tx(body))
+
+    # ---- one data subject's leads (access export, erasure)
+    async def leads_by_ids(self, lead_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The leads, with their list's name (`list_name`), in id order."""
+        return await self._lead_rows(
+            "SELECT l.*, ll.name AS list_name FROM leads l JOIN lead_lists ll"
+            " ON ll.id = l.list_id WHERE l.id IN ({marks}) ORDER BY l.id",
+            lead_ids,
+        )
+
+    async def lead_campaigns(self, lead_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The leads' places in campaigns: lead_id, campaign, line, the lead's state, attempts,
+        outcome and detail there."""
+        return await self._lead_rows(
+            "SELECT cl.lead_id, c.name AS campaign, c.line, cl.state, cl.attempts, cl.outcome,"
+            " cl.detail, cl.updated_at FROM campaign_leads cl JOIN campaigns c"
+            " ON c.id = cl.campaign_id WHERE cl.lead_id IN ({marks})"
+            " ORDER BY cl.lead_id, c.id",
+            lead_ids,
+        )
+
+    async def lead_attempts(self, lead_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Every dial attempt on the leads (blocked ones with their reason), oldest first."""
+        return await self._lead_rows(
+            "SELECT a.lead_id, c.name AS campaign, a.call_id, a.state, a.claimed_at,"
+            " a.ended_at, a.disposition, a.outcome, a.reason, a.billable_s"
+            " FROM campaign_attempts a JOIN campaigns c ON c.id = a.campaign_id"
+            " WHERE a.lead_id IN ({marks}) ORDER BY a.id",
+            lead_ids,
+        )
+
+    async def _lead_rows(self, sql: str, lead_ids: Sequence[int]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        ids = [int(i) for i in lead_ids]
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ", ".join("?" for _ in part)
+            async with self.db.execute(sql.format(marks=marks), part) as cur:
+                out.extend(dict(r) for r in await cur.fetchall())
+        return out

@@ -122,6 +122,7 @@ class DncEntry:
 # aiosqlite logs every statement with its parameters at DEBUG: personal data (numbers, names)
 # in the application log, beyond the reach of erasure. Never below INFO.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
+BUSY_TIMEOUT_MS = 15_000
 _RR_COLUMNS = frozenset(
     {
         "kind", "status", "subject_kind", "blind_index", "identifier_enc", "params_enc",
@@ -217,7 +218,9 @@ class Database(
             # FULL: an acknowledged CDR must survive power loss, not only a process crash.
             await self._db.execute("PRAGMA synchronous=FULL")
             await self._db.execute("PRAGMA foreign_keys=ON")
-            await self._db.execute("PRAGMA busy_timeout=5000")
+            # Two processes share the file (telephony, admin); on a box whose cores the models
+            # saturate, a short transaction of the other one can take seconds to commit.
+            await self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await self._migrate(_migrations() if known is None else sorted(known))
         except BaseException:
             await self.close()

@@ -24,6 +24,11 @@ Record = Callable[[Mapping[str, int]], tuple[AuditEntry, AuditSeal]]
 
 ANONYMISED = "[anonymised]"
 _BATCH_SQL = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
+# A lead's age counts from the later of its last listing (an import) and its last dial attempt.
+_LEAD_AGE = (
+    "MAX(COALESCE(l.seen_at, l.created_at), COALESCE((SELECT MAX(COALESCE(a.ended_at,"
+    " a.claimed_at)) FROM campaign_attempts a WHERE a.lead_id = l.id), 0))"
+)
 
 
 @dataclass(frozen=True)
@@ -488,6 +493,141 @@ class RetentionSql(StoreBase):
         ) as cur:
             row = await cur.fetchone()
         return dict(row) if row else None
+
+    # ---- leads and bookings (contact data of outbound campaigns and of the dialogue)
+    async def retention_expired_leads(self, before: float) -> list[Expired]:
+        """Leads not yet purged whose last listing (import) and last dial attempt are both
+        earlier than `before`, oldest first: key the lead id, `at` the later of the two,
+        `subjects` its subject."""
+        async with self.db.execute(
+            "SELECT id, subject_id, at FROM (SELECT l.id, l.subject_id,"
+            f" {_LEAD_AGE} AS at FROM leads l WHERE l.purged_at IS NULL"
+            " AND COALESCE(l.seen_at, l.created_at) < ?) WHERE at < ? ORDER BY at, id",
+            (before, before),
+        ) as cur:
+            return [
+                Expired(int(r[0]), None, float(r[2]), None, () if r[1] is None else (int(r[1]),))
+                for r in await cur.fetchall()
+            ]
+
+    async def retention_lead_usage(
+        self, lead_ids: Sequence[int]
+    ) -> tuple[dict[int, list[str]], set[int]]:
+        """(lead id -> the call ids of its attempts, the leads some campaign counts)."""
+        calls: dict[int, list[str]] = {}
+        counted: set[int] = set()
+        for part in _chunks(list(lead_ids)):
+            marks = _marks(len(part))
+            async with self.db.execute(
+                f"SELECT lead_id, call_id FROM campaign_attempts WHERE lead_id IN ({marks})"
+                " ORDER BY id",
+                part,
+            ) as cur:
+                for lid, cid in await cur.fetchall():
+                    calls.setdefault(int(lid), []).append(str(cid))
+            async with self.db.execute(
+                f"SELECT DISTINCT lead_id FROM campaign_leads WHERE lead_id IN ({marks})", part
+            ) as cur:
+                counted.update(int(r[0]) for r in await cur.fetchall())
+        return calls, counted
+
+    async def retention_purge_leads(
+        self, items: Sequence[Expired], *, stub: bool, at: float, record: Record
+    ) -> PurgeOutcome:
+        """Purge leads: their personal data (sealed fields), blind index and subject link go.
+        `stub`: the row stays for the campaigns that count it, with no data, a random index
+        (unlinkable to the number; a later import of the number is a new lead) and
+        `purged_at`; else the row is deleted.
+
+        Inside the transaction: a hold now in force on the lead's subject or on a call of its
+        attempts keeps it; a lead listed or dialled since the plan (younger than planned) is
+        kept (hold id 0); a lead planned for deletion that a campaign now counts is kept for
+        the next run (hold id 0), which stubs it.
+        """
+
+        async def body() -> PurgeOutcome:
+            held = await self._retention_held(at)
+            ids = [int(i.key) for i in items]
+            calls, counted = await self.retention_lead_usage(ids)
+            ages: dict[int, float] = {}
+            for part in _chunks(ids):
+                async with self.db.execute(
+                    f"SELECT l.id, {_LEAD_AGE} FROM leads l WHERE l.purged_at IS NULL"
+                    f" AND l.id IN ({_marks(len(part))})",
+                    part,
+                ) as cur:
+                    ages.update({int(r[0]): float(r[1]) for r in await cur.fetchall()})
+            kept: dict[Key, int] = {}
+            free: list[int] = []
+            for item in items:
+                lid = int(item.key)
+                hid = held.hold_on(None, item.subjects)
+                for cid in calls.get(lid, []) if hid is None else []:
+                    hid = held.hold_on(cid)
+                    if hid is not None:
+                        break
+                if hid is not None:
+                    kept[item.key] = hid
+                elif lid not in ages:
+                    continue  # gone (or purged) meanwhile
+                elif ages[lid] > item.at or (not stub and lid in counted):
+                    kept[item.key] = 0
+                else:
+                    free.append(lid)
+            for part in _chunks(free):
+                marks = _marks(len(part))
+                await self.db.execute(
+                    f"DELETE FROM subject_links WHERE item_type = 'lead' AND item_id IN ({marks})",
+                    [str(k) for k in part],
+                )
+                if stub:
+                    await self.db.execute(
+                        "UPDATE leads SET fields_enc = x'', state = 'erased', subject_id = NULL,"
+                        f" blind_index = randomblob(32), purged_at = ? WHERE id IN ({marks})",
+                        (at, *part),
+                    )
+                else:
+                    await self.db.execute(f"DELETE FROM leads WHERE id IN ({marks})", part)
+            if free:
+                await self._audit_append(*record({"anonymised" if stub else "deleted": len(free)}))
+            return PurgeOutcome(tuple(free), kept)
+
+        return await self._purge_tx(body)
+
+    async def retention_expired_bookings(self, before: float) -> list[Expired]:
+        """Bookings (booked or cancelled) whose appointment ended, and which were made, before
+        `before`, oldest first; `at` the later of the two. A hold on the booking's call or on a
+        subject its details are sealed under keeps it."""
+        async with self.db.execute(
+            "SELECT id, line, MAX(ends_at, created_at) AS at, call_id, key_subjects FROM bookings"
+            " WHERE ends_at < ? AND created_at < ? ORDER BY at, id",
+            (before, before),
+        ) as cur:
+            return [
+                Expired(int(r[0]), str(r[1]), float(r[2]), str(r[3]) or None, _subject_ids(r[4]))
+                for r in await cur.fetchall()
+            ]
+
+    async def retention_delete_bookings(
+        self, items: Sequence[Expired], *, at: float, record: Record
+    ) -> PurgeOutcome:
+        """Delete bookings (a dialogue outcome naming one keeps no link: ON DELETE SET NULL).
+        A booking's row in `caldav_events` stays: the line's CalDAV sync deletes the event
+        from the office calendar (its booking is gone)."""
+
+        async def body() -> PurgeOutcome:
+            free, kept = await self._split_held(items, at)
+            present = set(await self._existing("bookings", "id", [i.key for i in free]))
+            keys = [i.key for i in free if i.key in present]
+            for part in _chunks(keys):
+                await self.db.execute(
+                    f"DELETE FROM bookings WHERE id IN ({_marks(len(part))})", part
+                )
+            if keys:
+                await self._audit_append(*record({"deleted": len(keys)}))
+            return PurgeOutcome(tuple(keys), kept)
+
+        return await self._purge_tx(body)
 
     # ---- files whose rows are gone
     async def retention_files_pending(self) -> list[str]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
@@ -254,3 +255,23 @@ async def test_hold_page_and_audit_verify(client: Client, cfg: Config) -> None:
     r = await client.get("/audit?verify=true")
     assert "Chain intact" in r.text
     assert "hold.place" in r.text
+
+
+async def test_a_database_held_by_the_other_process_is_a_503(
+    client: Client, cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The telephony process holding the database past the busy timeout is "try again", not an
+    internal error; nothing was changed."""
+    import sqlite3
+
+    from appliance.admin.users import Users
+
+    async def locked(*_: object, **__: object) -> object:
+        raise sqlite3.OperationalError("database is locked")
+
+    once = await _user(cfg, "lena", "auditor")
+    monkeypatch.setattr(Users, "login", locked)
+    r = await _login(client, "lena", once)
+    assert r.status_code == 503  # type: ignore[attr-defined]
+    assert r.headers["retry-after"] == "5"  # type: ignore[attr-defined]
+    assert "nothing was changed" in r.text  # type: ignore[attr-defined]

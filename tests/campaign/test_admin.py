@@ -123,3 +123,17 @@ async def test_pages(client: Client, cfg: Config) -> None:
         follow_redirects=True,
     )  # fmt: skip
     assert "now running" in r.text
+    # Holidays: closed unless the form says they are ordinary days.
+    assert 'name="holidays"' in (await client.get("/campaigns")).text
+    r = await client.post(
+        "/campaigns",
+        data={"name": "c2", "line": "sales", "list": "spring", "windows": "mon-fri 09:00-17:00",
+              "holidays": "allow", "_csrf_token": csrf(r.text)},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "Campaign c2" in r.text
+    async with open_services(cfg) as svc:
+        got = {c["name"]: json.loads(c["settings"]) for c in await svc.db.campaigns()}
+    assert (got["c1"]["block_public_holidays"], got["c2"]["block_public_holidays"]) == (
+        True, False,
+    )  # fmt: skip

@@ -42,6 +42,12 @@ def test_leads_and_campaign_commands(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (report["state"], report["leads"], report["settings"]["max_concurrent"]) == (
         "running", 1, 2,
     )  # fmt: skip
+    assert report["settings"]["block_public_holidays"] is True
+    assert main([*c, "campaign", "create", "c3", "--line", "sales", "--list", "spring",
+                 "--call-on-holidays"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main([*c, "campaign", "report", "c3"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["block_public_holidays"] is False
     out = tmp_path / "r.csv"
     assert main([*c, "campaign", "report", "c1", "--csv", str(out)]) == 0
     assert out.read_text().startswith("attempt,lead,state")

@@ -6,7 +6,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from appliance.campaign.campaign import Campaigns
-from appliance.campaign.dialer import Dialler
+from appliance.campaign.dialer import HANGUP_SETTLE_S, Dialler
 from appliance.campaign.leads import Leads
 from appliance.campaign.model import Settings
 from appliance.config import LineConfig
@@ -236,3 +236,101 @@ async def test_originate_failure_and_pause(privacy: Privacy) -> None:
     assert (await privacy.db.attempts())[1]["state"] == "done"
     await camps.act("c", "resume", OP)
     assert (await d.tick()).dialled == 1
+
+
+async def test_public_holiday_blocks_with_its_name(privacy: Privacy) -> None:
+    christmas = datetime(2026, 12, 25, 10, 0, tzinfo=ZoneInfo(TZ)).timestamp()
+    clock = Clock(christmas)
+    orig = FakeOriginator(clock)
+    _, camps = await setup(privacy, 1, clock)
+    await camps.act("c", "start", OP)
+    d = Dialler(privacy, orig, clock=clock, reports=lambda _c: _none())
+    assert (await d.tick()).blocked == 1
+    (att,) = await privacy.db.attempts()
+    assert (att["state"], att["reason"]) == ("blocked", "public holiday: Christmas Day")
+    (cl,) = await privacy.db.campaign_leads(1)
+    # Saturday the 26th is a holiday and a weekend day: Monday 09:00.
+    assert cl["next_at"] == datetime(2026, 12, 28, 9, 0, tzinfo=ZoneInfo(TZ)).timestamp()
+    assert cl["state"] == "pending" and orig.dials == []
+    rep = await camps.report("c")
+    assert rep["blocked_reasons"] == {"public holiday: Christmas Day": 1}
+
+
+async def test_holidays_can_be_allowed_per_campaign(privacy: Privacy) -> None:
+    clock = Clock(datetime(2026, 12, 25, 10, 0, tzinfo=ZoneInfo(TZ)).timestamp())
+    orig = FakeOriginator(clock)
+    _, camps = await setup(privacy, 1, clock, block_public_holidays=False)
+    await camps.act("c", "start", OP)
+    d = Dialler(privacy, orig, clock=clock, reports=lambda _c: _none())
+    assert (await d.tick()).dialled == 1
+
+
+async def test_answered_call_between_hangup_and_cdr_is_not_lost(privacy: Privacy) -> None:
+    """The race: a long answered call hangs up (its channel gone from the live model) and a
+    dialler pass runs before its CDR is written. It must wait for the CDR, not count the
+    attempt lost and dial the person again after the retry interval."""
+    clock = Clock(MONDAY_10)
+    orig = FakeOriginator(clock)
+    reports: dict[str, dict[str, Any]] = {}
+
+    async def read(call_id: str) -> dict[str, Any] | None:
+        return reports.get(call_id)
+
+    _, camps = await setup(privacy, 1, clock, max_attempts=3)
+    await camps.act("c", "start", OP)
+    d = Dialler(privacy, orig, clock=clock, reports=read)
+    assert (await d.tick()).dialled == 1
+    ((call_id, number, started),) = orig.dials
+    # Ten minutes of conversation: far past the ring timeout and the lost grace.
+    clock.now += 600
+    await d.tick()
+    # Hangup: the channel leaves the model; the CDR is a few milliseconds behind.
+    orig.live.discard(call_id)
+    clock.now += 0.005
+    await d.tick()
+    (att,) = await privacy.db.attempts()
+    assert att["state"] == "dialling", "an answered call was judged lost before its CDR came"
+    await hang_up(privacy, call_id, number, started, "ANSWERED", talk_s=590)
+    reports[call_id] = {"outcome": "interested", "opt_out": False}
+    clock.now += 1
+    await d.tick()
+    (att,) = await privacy.db.attempts()
+    assert (att["state"], att["outcome"]) == ("done", "interested")
+    clock.now += 7 * 86400  # any retry interval later: the person is not called again
+    await d.tick()
+    assert len(orig.dials) == 1
+    (cl,) = await privacy.db.campaign_leads(1)
+    assert (cl["state"], cl["outcome"]) == ("done", "interested")
+
+
+async def test_call_that_vanished_without_cdr_is_lost_after_the_settle(
+    privacy: Privacy,
+) -> None:
+    clock = Clock(MONDAY_10)
+    orig = FakeOriginator(clock)
+    _, camps = await setup(privacy, 1, clock, max_attempts=3)
+    await camps.act("c", "start", OP)
+    d = Dialler(privacy, orig, clock=clock, reports=lambda _c: _none())
+    await d.tick()
+    ((call_id, _, _),) = orig.dials
+    clock.now += 600
+    orig.live.discard(call_id)  # gone, and no CDR will ever come (Asterisk lost it)
+    await d.tick()
+    assert (await privacy.db.attempts())[0]["state"] == "dialling"
+    clock.now += HANGUP_SETTLE_S - 1
+    await d.tick()
+    assert (await privacy.db.attempts())[0]["state"] == "dialling"
+    # Seen up again (the model had missed a channel): the settle starts over.
+    orig.live.add(call_id)
+    clock.now += 2
+    await d.tick()
+    orig.live.discard(call_id)
+    clock.now += 1
+    await d.tick()
+    assert (await privacy.db.attempts())[0]["state"] == "dialling"
+    clock.now += HANGUP_SETTLE_S
+    await d.tick()
+    (att,) = await privacy.db.attempts()
+    assert att["state"] == "lost"
+    (cl,) = await privacy.db.campaign_leads(1)
+    assert cl["state"] == "pending"  # retried after the `failed` interval

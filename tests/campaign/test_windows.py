@@ -34,9 +34,10 @@ def test_lead_local_time_and_next_open() -> None:
     assert cal.next_open(at("2026-11-27T19:00", sthlm[0]), "SE", sthlm) == at(
         "2026-11-30T09:00", sthlm[0]
     )
-    # Across a DST change (Europe, 2027-03-28): still 09:00 local.
-    assert cal.next_open(at("2027-03-26T19:00", sthlm[0]), "SE", sthlm) == at(
-        "2027-03-29T09:00", sthlm[0]
+    # Across a DST change (Europe, 2027-03-28, Easter Sunday): still 09:00 local, on the
+    # Tuesday (Easter Monday is a public holiday).
+    assert cal.next_open(at("2027-03-25T19:00", sthlm[0]), "SE", sthlm) == at(
+        "2027-03-30T09:00", sthlm[0]
     )
 
 
@@ -72,3 +73,41 @@ def test_number_in_two_zones_needs_both() -> None:
 def test_never_open() -> None:
     cal = Calendar(parse_windows(["sat 10:00-12:00"]))
     assert cal.next_open(at("2026-11-23T10:00", "Europe/Madrid"), "ES", ["Europe/Madrid"]) is None
+
+
+def test_public_holidays_close_the_day() -> None:
+    cal = Calendar(parse_windows(["mon-fri 09:00-18:00"]))
+    sthlm = ["Europe/Stockholm"]
+    # Friday 2026-12-25 (Christmas Day) and Saturday the 26th: next open Monday the 28th.
+    christmas = at("2026-12-25T10:00", sthlm[0])
+    assert not cal.allowed(christmas, "SE", sthlm)
+    assert cal.holiday(christmas, "SE", sthlm) == "Christmas Day"
+    assert cal.next_open(christmas, "SE", sthlm) == at("2026-12-28T09:00", sthlm[0])
+    # Thursday evening before: the window skips Friday.
+    assert cal.next_open(at("2026-12-24T19:00", sthlm[0]), "SE", sthlm) == at(
+        "2026-12-28T09:00", sthlm[0]
+    )
+    assert cal.holiday(at("2026-05-14T10:00", sthlm[0]), "SE", sthlm) == "Ascension Day"
+    # A country's holiday is not another's: US Thanksgiving (Thursday 2026-11-26) closes US
+    # leads only.
+    ny = ["America/New_York"]
+    assert not cal.allowed(at("2026-11-26T10:00", ny[0]), "US", ny)
+    assert cal.allowed(at("2026-11-26T10:00", sthlm[0]), "SE", sthlm)
+    # Holidays not blocking: an ordinary Friday.
+    open_cal = Calendar(parse_windows(["mon-fri 09:00-18:00"]), block_holidays=False)
+    assert open_cal.allowed(christmas, "SE", sthlm)
+    assert open_cal.holiday(christmas, "SE", sthlm) is None
+    # A country the holiday rules do not know: windows alone.
+    assert cal.allowed(at("2026-12-25T10:00", "UTC"), "ZZ", ["UTC"])
+
+
+def test_holiday_is_the_leads_local_date() -> None:
+    cal = Calendar(parse_windows(["mon-sun 00:00-23:59"]))
+    # 23:30 UTC on Christmas Eve is already Christmas Day in Stockholm.
+    t = at("2026-12-24T23:30", "UTC")
+    assert not cal.allowed(t, "SE", ["Europe/Stockholm"])
+    assert cal.holiday(t, "SE", ["Europe/Stockholm"]) == "Christmas Day"
+    assert cal.allowed(t, "SE", ["UTC"])
+    # A number in two zones is closed when either one's date is a holiday.
+    assert not cal.allowed(t, "SE", ["UTC", "Europe/Stockholm"])
+    assert cal.holiday(t, "SE", ["UTC", "Europe/Stockholm"]) == "Christmas Day"

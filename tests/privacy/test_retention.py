@@ -26,7 +26,7 @@ from appliance import cli
 from appliance.config import RETENTION_CATEGORIES, RetentionConfig
 from appliance.errors import ConfigError
 from appliance.privacy import Privacy
-from appliance.privacy.retention import Policies, Retention, RetentionError
+from appliance.privacy.retention import POLICY_OF, Policies, Retention, RetentionError
 from appliance.store import Database
 from appliance.store.retention import ANONYMISED
 from tests.privacy.retention_sim import DAY, LINES, NAMES, NUMBERS, T0, Clock, Sim, make_cfg
@@ -378,6 +378,8 @@ async def test_dry_run_changes_nothing_and_shows_what_the_run_does(sim: Sim) -> 
         "consent": 3,
         "cdr": 3,
         "bookkeeping": 0,
+        "lead": 0,
+        "booking": 0,
         "contact": 3,
         "audit": 1,
     }
@@ -652,7 +654,10 @@ def test_cli_show_dry_run_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main([*argv, "privacy", "retention", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["runs"][0]["status"] == "ok" and shown["not_stored_yet"] == []
-    assert set(shown["categories"]) == set(RETENTION_CATEGORIES)
+    assert set(shown["categories"]) == {*RETENTION_CATEGORIES, *POLICY_OF}
+    # Leads and bookings follow the contact figure.
+    contact = shown["categories"]["contact"]["days"]
+    assert shown["categories"]["lead"]["days"] == shown["categories"]["booking"]["days"] == contact
     actors = {
         r[0]
         for r in sqlite3.connect(cfg.database).execute(

@@ -3,6 +3,8 @@ pause, resume, stop, the report with its outcomes-over-time chart, CSV export).
 
 Forms post and redirect back with a short message (POST-redirect-GET). The chart's data sits
 in a data- attribute and static/campaigns.js draws it: the pages carry no inline script.
+Operators see and act on the campaigns of their own lines only (and the lists those call or
+they imported); another line's campaign is a 404, as another line's call is.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from urllib.parse import urlencode
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from appliance.admin.auth import scope
 from appliance.admin.services import Svc
 from appliance.admin.users import User
-from appliance.campaign.campaign import Campaigns
+from appliance.campaign.campaign import CampaignNotFoundError, Campaigns, Lines, sees
 from appliance.campaign.leads import MAX_UPLOAD_BYTES, Leads
 from appliance.campaign.model import OUTCOMES, Settings
 from appliance.errors import CallvaultError
@@ -51,6 +54,19 @@ def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
+def _lines(user: User) -> Lines:
+    return list(user.lines) if user.role == "operator" else None
+
+
+async def _visible(svc: Svc, user: User, campaign_id: int) -> Campaigns:
+    camps = Campaigns(svc.privacy)
+    try:
+        await camps.get(str(campaign_id), _lines(user))
+    except CampaignNotFoundError as exc:
+        raise NotFoundException(str(exc)) from None
+    return camps
+
+
 def _mapping(raw: str) -> dict[str, str]:
     out = {}
     for item in filter(None, (p.strip() for p in raw.replace("\n", ",").split(","))):
@@ -69,11 +85,15 @@ async def leads_page(
     ok: FromQuery[str] = "",
     err: FromQuery[str] = "",
 ) -> Template:
+    user = request.user
+    lists = await Campaigns(svc.privacy).lists(_lines(user), user.actor)
     last = await svc.db.lead_import(import_id) if import_id is not None else None
+    if last is not None and last["list_name"] not in {x["name"] for x in lists}:
+        last = None  # another operator's import: not theirs to see
     return Template(
         "leads.html",
         context={
-            "user": request.user, "lists": await svc.db.lead_lists(), "when": _when,
+            "user": request.user, "lists": lists, "when": _when,
             "last": last, "bad": json.loads(last["bad"]) if last else [],
             "can_write": "leads:write" in request.user.scopes,
             "max_mb": MAX_UPLOAD_BYTES // (1024 * 1024), "ok": ok[:300], "err": err[:300],
@@ -87,7 +107,9 @@ async def leads_page(
 )  # fmt: skip
 async def leads_import(data: Upload, svc: Svc, request: UserReq) -> Redirect:
     content = await data.file.read()
+    user = request.user
     try:
+        await Campaigns(svc.privacy).may_import(data.list_name, _lines(user), user.actor)
         rep = await Leads(svc.privacy).import_bytes(
             content, data.file.filename or "upload", list_name=data.list_name,
             actor=request.user.actor, region=data.region or None,
@@ -106,15 +128,18 @@ async def leads_import(data: Upload, svc: Svc, request: UserReq) -> Redirect:
 async def campaigns_page(
     svc: Svc, request: UserReq, ok: FromQuery[str] = "", err: FromQuery[str] = ""
 ) -> Template:
+    user = request.user
+    camps = Campaigns(svc.privacy)
     rows = [
         {**c, "counts": await svc.db.campaign_counts(int(c["id"]))}
-        for c in await svc.db.campaigns()
+        for c in await camps.visible(_lines(user))
     ]
     return Template(
         "campaigns.html",
         context={
-            "user": request.user, "rows": rows, "lists": await svc.db.lead_lists(),
-            "lines": [ln.name for ln in svc.privacy.cfg.lines if ln.kind == "agent"],
+            "user": user, "rows": rows, "lists": await camps.lists(_lines(user), user.actor),
+            "lines": [ln.name for ln in svc.privacy.cfg.lines
+                      if ln.kind == "agent" and sees(_lines(user), ln.name)],
             "defaults": Settings(), "can_write": "campaigns:write" in request.user.scopes,
             "when": _when, "ok": ok[:300], "err": err[:300],
         },
@@ -132,9 +157,12 @@ async def campaign_create(data: Form, svc: Svc, request: UserReq) -> Redirect:
         }
         if data.get("dial"):
             doc["dial"] = data["dial"]
+        if data.get("holidays"):
+            doc["block_public_holidays"] = data["holidays"] != "allow"
         cid = await Campaigns(svc.privacy).create(
             data.get("name", ""), line=data.get("line", ""), list_name=data.get("list", ""),
             settings=Settings.from_dict(doc), actor=request.user.actor,
+            lines=_lines(request.user),
         )  # fmt: skip
     except (CallvaultError, ValueError) as exc:
         return _back("/campaigns", err=str(exc))
@@ -152,7 +180,8 @@ async def campaign_page(
     ok: FromQuery[str] = "",
     err: FromQuery[str] = "",
 ) -> Template:
-    rep = await Campaigns(svc.privacy).report(str(campaign_id))
+    camps = await _visible(svc, request.user, campaign_id)
+    rep = await camps.report(str(campaign_id), lines=_lines(request.user))
     labels = list(rep["over_time"])
     chart = {
         "labels": labels,
@@ -176,9 +205,10 @@ async def campaign_page(
 async def campaign_action(
     campaign_id: FromPath[int], data: Form, svc: Svc, request: UserReq
 ) -> Redirect:
+    camps = await _visible(svc, request.user, campaign_id)
     try:
-        state = await Campaigns(svc.privacy).act(
-            str(campaign_id), data.get("action", ""), request.user.actor
+        state = await camps.act(
+            str(campaign_id), data.get("action", ""), request.user.actor, _lines(request.user)
         )
     except CallvaultError as exc:
         return _back(f"/campaigns/{campaign_id}", err=str(exc))
@@ -189,8 +219,9 @@ async def campaign_action(
     "/campaigns/{campaign_id:int}/report.csv", guards=[scope("campaigns:read")],
     include_in_schema=False,
 )  # fmt: skip
-async def campaign_csv(campaign_id: FromPath[int], svc: Svc) -> Response[str]:
-    text = await Campaigns(svc.privacy).report_csv(str(campaign_id))
+async def campaign_csv(campaign_id: FromPath[int], svc: Svc, request: UserReq) -> Response[str]:
+    camps = await _visible(svc, request.user, campaign_id)
+    text = await camps.report_csv(str(campaign_id), lines=_lines(request.user))
     return Response(
         text, media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}.csv"'},

@@ -1,13 +1,18 @@
 """Erasure (Art. 17): everything the subject's data reached goes — rows, encrypted files (their
-keys shredded first), exports made for the subject, consent records — except what a legal hold
-keeps: those rows are anonymised (the subject's number and name replaced) and their audio and
-the subject's data key stay until the hold ends. The response says which hold kept what.
+keys shredded first), exports made for the subject, consent records, appointments booked for
+them or on their calls, their campaign leads' fields — except what a legal hold keeps: those
+rows are anonymised (the subject's number and name replaced) and their audio, bookings and the
+subject's data key stay until the hold ends. The response says which hold kept what.
+
+A deleted booking's event on a line's office calendar (CalDAV) goes at that calendar's next
+sync (its booking is gone), or at once through `Rights(on_bookings_erased=...)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,7 @@ from appliance.privacy import tombstones
 from appliance.privacy.rights.context import Context
 from appliance.store import ErasurePlan
 
+log = logging.getLogger(__name__)
 ERASED = "[erased]"
 _NUMBER_FIELDS = ("calling_number", "dialed_number")
 _CHANNEL_FIELDS = ("channel", "dest_channel")
@@ -74,7 +80,13 @@ async def plan(ctx: Context) -> None:
     report_ids = sorted({int(i["item_id"]) for i in items if i["item_type"] == "report"})
     reports = {int(r["id"]): str(r["call_id"]) for r in await db.reports_for_calls(calls)}
     reports.update({int(r["id"]): str(r["call_id"]) for r in await db.reports_by_ids(report_ids)})
+    # Bookings sealed under the subject's key or made on their calls; a held call keeps its own.
+    bookings = await db.bookings_for_subject(int(ctx.state["subject_id"]), calls)
     ctx.state["plan"] = {
+        "delete_bookings": [[b.id, b.line] for b in bookings if b.call_id not in held],
+        "keep_bookings": [b.id for b in bookings if b.call_id in held],
+        # Their fields go whatever a hold keeps (held calls are anonymised the same way).
+        "erase_leads": sorted({int(i["item_id"]) for i in items if i["item_type"] == "lead"}),
         "delete_reports": sorted(r for r, call in reports.items() if call not in held),
         "keep_reports": sorted(r for r, call in reports.items() if call in held),
         "delete_transcripts": [int(t["id"]) for t in transcripts if t["call_id"] not in held],
@@ -149,8 +161,33 @@ async def delete_files(ctx: Context) -> None:
         await ctx.rights.db.delete_transcripts(ctx.state["plan"]["delete_transcripts"])
     if ctx.state["plan"].get("delete_reports"):
         await ctx.rights.db.delete_reports(ctx.state["plan"]["delete_reports"])
+    await _bookings_and_leads(ctx)
     ctx.state["files_removed"] = removed
     ctx.state["_log"] = f"files={removed}"
+
+
+async def _bookings_and_leads(ctx: Context) -> None:
+    """Idempotent, after the commit like transcripts and reports: the subject's bookings (rows
+    and sealed details) and their leads' fields (the lead row and its blind index stay, as on
+    an opt-out, so a campaign's counts hold)."""
+    rights = ctx.rights
+    plan = ctx.state["plan"]
+    gone = [(int(b), str(line)) for b, line in plan.get("delete_bookings", [])]
+    for booking_id, _line in gone:
+        await rights.db.delete_booking(booking_id)
+    if gone and rights.on_bookings_erased is not None:
+        try:
+            await rights.on_bookings_erased(gone)
+        except Exception:  # the office calendar drops them at its next sync anyway
+            log.exception("request %d: the booking mirror failed", ctx.request_id)
+    for lead_id in plan.get("erase_leads", []):
+        row = await rights.db.lead(int(lead_id))
+        if row is None or row["state"] == "erased":
+            continue
+        audit = await rights.privacy.audit.entry(
+            ctx.actor, "lead.erase", f"lead:{lead_id}", f"erasure request {ctx.request_id}"
+        )
+        await rights.db.lead_erase(int(lead_id), audit)
 
 
 def response(ctx: Context) -> dict[str, Any]:
@@ -163,6 +200,8 @@ def response(ctx: Context) -> dict[str, Any]:
             "recordings": len(p["delete_recordings"]),
             "transcripts": len(p.get("delete_transcripts", [])),
             "reports": len(p.get("delete_reports", [])),
+            "bookings": len(p.get("delete_bookings", [])),
+            "leads": len(p.get("erase_leads", [])),
             "files": len(p["files"]),
             "rows": ctx.state.get("counts", {}),
         },
@@ -173,6 +212,7 @@ def response(ctx: Context) -> dict[str, Any]:
             "recordings": len(p["keep_recordings"]),
             "transcripts": len(p.get("keep_transcripts", [])),
             "reports": len(p.get("keep_reports", [])),
+            "bookings": len(p.get("keep_bookings", [])),
             "holds": p["holds"],
             "why": (
                 "A legal hold requires these records to be kept. Your number and name were "

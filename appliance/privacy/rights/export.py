@@ -1,16 +1,18 @@
 """Access and portability (Art. 15, 20): one ZIP with everything about the subject.
 
     records.json    every record, validated against access_export.schema.json (shipped),
-                    with the call transcripts (per leg: segments, words and their timings)
-                    and the post-call reports (decrypted, with their status)
+                    with the call transcripts (per leg: segments, words and their timings),
+                    the post-call reports (decrypted, with their status), the campaign leads
+                    (the lead lists the subject is on, their fields, each campaign and every
+                    dial attempt with its outcome) and the appointments booked on calls
     calls.csv, cdrs.csv, recordings.csv, consents.csv   the same rows as CSV
     audio/<id>-<leg>.wav                                 decrypted recordings
     summary.txt     what the file holds, in words
     manifest.json   sha256 and size of every other file
 
 Written as `<name>.part` and renamed, so a failure (a full disk) leaves no partial export;
-every recording, transcript and report read is audited as `recording.export` /
-`transcript.export` / `report.export`.
+every recording, transcript, report, lead and booking read is audited as `recording.export` /
+`transcript.export` / `report.export` / `lead.export` / `booking.export`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -63,6 +66,9 @@ _CDR_COLS = (
 _REC_COLS = ("id", "call_id", "line", "leg", "duration_s", "size_bytes", "sha256")
 log = logging.getLogger(__name__)
 _CONSENT_COLS = ("call_id", "line", "decision", "method", "prompt", "asked_at", "decided_at")
+_LEAD_CAMPAIGN_COLS = ("campaign", "line", "state", "attempts", "outcome", "detail", "updated_at")
+_ATTEMPT_COLS = ("campaign", "call_id", "state", "claimed_at", "ended_at", "disposition",
+                 "outcome", "reason", "billable_s")  # fmt: skip
 
 
 def schema() -> dict[str, Any]:
@@ -154,6 +160,73 @@ async def _reports(ctx: Context, call_ids: set[str]) -> list[dict[str, Any]]:
     return [r.doc() for r in read]
 
 
+async def _leads(ctx: Context, lead_ids: list[int]) -> list[dict[str, Any]]:
+    """The subject's campaign leads: fields (decrypted; none once erased), list, and for each
+    campaign the lead's state and outcome and every attempt."""
+    from appliance.campaign.leads import Leads  # campaign imports privacy
+    from appliance.privacy.keyring import KeyShreddedError
+
+    rights = ctx.rights
+    db = rights.db
+    campaigns = await db.lead_campaigns(lead_ids)
+    attempts = await db.lead_attempts(lead_ids)
+    leads = Leads(rights.privacy)
+    out = []
+    for row in await db.leads_by_ids(lead_ids):
+        lid = int(row["id"])
+        fields: dict[str, Any] | None
+        try:
+            lead = await leads.open_lead(row)
+            fields = {"number": lead.number, "name": lead.name, "email": lead.email,
+                      "extra": lead.extra}  # fmt: skip
+        except KeyShreddedError:
+            fields = None
+        await rights.privacy.audit.record(
+            ctx.actor, "lead.export", f"lead:{lid}", f"access request {ctx.request_id}"
+        )
+        out.append(
+            {
+                "id": lid, "list": str(row["list_name"]), "fields": fields,
+                "country": str(row["country"]),
+                "timezones": [z for z in str(row["timezone"]).split(",") if z],
+                "basis": str(row["basis"]), "state": str(row["state"]),
+                "imported_at": float(row["created_at"]),
+                "campaigns": [
+                    {k: c[k] for k in _LEAD_CAMPAIGN_COLS}
+                    for c in campaigns if int(c["lead_id"]) == lid
+                ],
+                "attempts": [
+                    {k: a[k] for k in _ATTEMPT_COLS} for a in attempts if int(a["lead_id"]) == lid
+                ],
+            }
+        )  # fmt: skip
+    return out
+
+
+async def _bookings(ctx: Context, call_ids: list[str]) -> list[dict[str, Any]]:
+    """Appointments booked for the subject or on their calls, with what they gave (opened
+    under their key; {} when a subject it was sealed under was erased)."""
+    from appliance.voice.dialogue.calendar import StoreCalendar  # voice imports privacy
+
+    rights = ctx.rights
+    rows = await rights.db.bookings_for_subject(int(ctx.state["subject_id"]), call_ids)
+    calendar = StoreCalendar(rights.db, rights.privacy)
+    out = []
+    for row in rows:
+        booking = await calendar.read(row, UTC)
+        await rights.privacy.audit.record(
+            ctx.actor, "booking.export", f"booking:{row.id}", f"access request {ctx.request_id}"
+        )
+        out.append(
+            {
+                "id": row.id, "line": row.line, "starts_at": row.starts_at,
+                "ends_at": row.ends_at, "status": row.status, "call_id": row.call_id,
+                "created_at": row.created_at, "details": booking.details,
+            }
+        )  # fmt: skip
+    return out
+
+
 def _summary(ctx: Context, doc: dict[str, Any]) -> bytes:
     lines = [
         f"Callvault: personal data held about {ctx.ident.value}",
@@ -164,6 +237,9 @@ def _summary(ctx: Context, doc: dict[str, Any]) -> bytes:
         f"Consent records: {len(doc['consents'])} (consents.csv)",
         f"Transcripts: {len(doc['transcripts'])} (records.json, one per recorded side of a call)",
         f"Call reports: {len(doc['reports'])} (records.json, written by the local AI after a call)",
+        f"Campaign leads: {len(doc['leads'])} (records.json: the lead lists you are on, the "
+        "campaigns that called you, every call attempt and its outcome)",
+        f"Appointments: {len(doc['bookings'])} (records.json, booked on calls)",
         f"On the do-not-call list: {'yes' if doc['do_not_call'] else 'no'}",
         f"Processing restricted: {'yes' if doc['restricted'] else 'no'}",
         "",
@@ -192,6 +268,7 @@ async def write(ctx: Context) -> None:
     rights = ctx.rights
     db = rights.db
     calls = sorted({i["item_id"] for i in ctx.state["items"] if i["item_type"] == "call"})
+    leads = sorted({int(i["item_id"]) for i in ctx.state["items"] if i["item_type"] == "lead"})
     rec_ids = {i["item_id"] for i in ctx.state["items"] if i["item_type"] == "recording"}
     recs = {r["id"]: r for r in await db.rows_where_in("recordings", "id", sorted(rec_ids))}
     recs.update({r["id"]: r for r in await db.rows_where_in("recordings", "call_id", calls)})
@@ -207,6 +284,8 @@ async def write(ctx: Context) -> None:
         "consents": _pick(await db.rows_where_in("consents", "call_id", calls), _CONSENT_COLS),
         "transcripts": await _transcripts(ctx, {*calls, *(r["call_id"] for r in recs.values())}),
         "reports": await _reports(ctx, set(calls)),
+        "leads": await _leads(ctx, leads),
+        "bookings": await _bookings(ctx, calls),
         "do_not_call": await rights.privacy.dnc.find(ctx.ident) is not None,
         "restricted": await db.restriction_get(bi) is not None,
     }

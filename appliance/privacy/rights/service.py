@@ -14,7 +14,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +58,11 @@ class CodeSender(Protocol):
     async def deliver(self, ident: Identifier, code: str, request_id: int) -> None: ...
 
 
+BookingsErased = Callable[[Sequence[tuple[int, str]]], Awaitable[None]]
+"""Told (booking id, line) of the bookings an erasure deleted, so a copy kept off the box's
+database (a line's CalDAV calendar) goes at once; a failure is logged, not fatal."""
+
+
 def _aad(request_id: int) -> bytes:
     return f"callvault request|{request_id}".encode()
 
@@ -91,8 +96,10 @@ class Rights:
         clock: Callable[[], float] = time.time,
         code_sender: CodeSender | None = None,
         exports_dir: Path | None = None,
+        on_bookings_erased: BookingsErased | None = None,
     ) -> None:
         self.privacy = privacy
+        self.on_bookings_erased = on_bookings_erased
         self.cfg: Config = privacy.cfg
         self.db: Database = privacy.db
         self.clock = clock

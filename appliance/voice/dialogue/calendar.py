@@ -3,6 +3,11 @@
 `Calendar` is what the engine books through; `StoreCalendar` keeps bookings in the appliance
 database with the caller's details sealed under the caller's subject key (erasing the caller
 shreds them), `MemoryCalendar` keeps them in memory (the scripted-caller runner).
+
+A line with `[lines.caldav]` also has an office calendar on the LAN (appliance.voice.dialogue.
+caldav): its busy events are not offered, and each booking is written there as an event that
+names no one. The store stays the record: when the office calendar fails, the store's
+calendar alone decides and the event follows when it answers again.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time as _time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from appliance.privacy import Actor, Privacy
     from appliance.store import Database
     from appliance.store.calendar import BookingRow
+    from appliance.voice.dialogue.caldav import CalDavLink, SyncReport
 
 FORMAT = b"CVB1"
 SALT_BYTES = 32
@@ -166,21 +172,39 @@ def _same(stored: dict[str, Any], asked: dict[str, Any]) -> bool:
 
 
 class StoreCalendar:
-    """Bookings in the appliance database; details sealed under the caller's subject key."""
+    """Bookings in the appliance database; details sealed under the caller's subject key.
+    Lines with an office calendar (CalDAV) read its busy times and get their bookings."""
 
-    def __init__(self, db: Database, privacy: Privacy) -> None:
+    def __init__(
+        self, db: Database, privacy: Privacy, *, caldav: Mapping[str, CalDavLink] | None = None
+    ) -> None:
         self.db = db
         self.privacy = privacy
+        self._links = None if caldav is None else dict(caldav)
+
+    @property
+    def links(self) -> dict[str, CalDavLink]:
+        """The office calendars by line (made from the config on first use; no connection)."""
+        if self._links is None:
+            from appliance.voice.dialogue.caldav import links_for
+
+            self._links = links_for(self.privacy.cfg, self.db)
+        return self._links
 
     async def busy(
         self, line: str, start: datetime, end: datetime
     ) -> list[tuple[datetime, datetime]]:
         rows = await self.db.bookings(line=line, start=start.timestamp(), end=end.timestamp())
         zone = start.tzinfo
-        return [
+        spans = [
             (datetime.fromtimestamp(r.starts_at, zone), datetime.fromtimestamp(r.ends_at, zone))
             for r in rows
         ]
+        link = self.links.get(line)
+        if link is not None:  # None from it: the office calendar cannot say; the store decides
+            spans += [(s.astimezone(zone), e.astimezone(zone)) for s, e in
+                      await link.busy(start, end) or []]  # fmt: skip
+        return spans
 
     async def _subjects(
         self, call_id: str, details: dict[str, Any], caller: str | None
@@ -236,11 +260,17 @@ class StoreCalendar:
     ) -> int | None:  # fmt: skip
         from appliance.store.calendar import SlotTakenError
 
+        link = self.links.get(line)
+        # An office event put in since the times were offered takes the slot: the engine
+        # offers another. Unknown (the office calendar failing): the store decides.
+        free = None if link is None else await link.is_free(start, end)
+        if free is False:
+            return None
         subjects = await self._subjects(call_id, details, caller)
         context = f"booking:{line}:{start.timestamp():.0f}"
         blob = await self.seal(context, {"call_id": call_id, **details}, subjects)
         try:
-            return await self.db.add_booking(
+            booking_id = await self.db.add_booking(
                 line=line,
                 starts_at=start.timestamp(),
                 ends_at=end.timestamp(),
@@ -250,6 +280,9 @@ class StoreCalendar:
             )
         except SlotTakenError:
             return None
+        if link is not None:
+            link.changed(checked=booking_id if free else None)
+        return booking_id
 
     async def read(self, row: BookingRow, zone: Any) -> Booking:
         details = await self.open(
@@ -273,8 +306,36 @@ class StoreCalendar:
         for row in await self.db.bookings(line=line, start=start.timestamp(), end=end.timestamp()):
             booking = await self.read(row, UTC)
             if _same(booking.details, details) and await self.db.cancel_booking(row.id):
+                link = self.links.get(line)
+                if link is not None:
+                    link.changed()  # its event is deleted from the office calendar
                 return row.id
         return None
+
+    async def erase_bookings(self, booking_ids: Iterable[int]) -> dict[str, SyncReport]:
+        """Erase bookings (retention, erasure): the rows go, and their office calendar events
+        are deleted now or, if the calendar fails, as soon as it answers (the report per line
+        says which: `waiting` > 0)."""
+        lines: set[str] = set()
+        for booking_id in booking_ids:
+            row = await self.db.booking(booking_id)
+            if row is not None and await self.db.delete_booking(booking_id):
+                lines.add(row.line)
+        return {ln: await self.links[ln].erased() for ln in sorted(lines) if ln in self.links}
+
+    async def sync(self) -> dict[str, SyncReport]:
+        """Bring every office calendar in step with the store now (`callvault` commands)."""
+        return {line: await link.sync() for line, link in self.links.items()}
+
+    async def drain(self) -> None:
+        """Wait for office calendar writes started in the background."""
+        for link in (self._links or {}).values():
+            await link.drain()
+
+    async def aclose(self) -> None:
+        """Stop the office calendars' background work (what waits stays in the store)."""
+        for link in (self._links or {}).values():
+            await link.aclose()
 
     async def save_outcome(
         self, *, call_id: str, line: str, doc: dict[str, Any], caller: str | None
