@@ -53,13 +53,20 @@ Log = Callable[[str], None]
 
 
 async def sipp(
-    cfg: Config, tmp: Path, *, calls: int, rate: float, hold_ms: int, port: int
+    cfg: Config,
+    tmp: Path,
+    *,
+    calls: int,
+    rate: float,
+    hold_ms: int,
+    port: int,
+    timeout_s: float = 300.0,
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         shutil.which("sipp") or "sipp",
         "-sf", str(SCENARIO), "-i", "127.0.0.2", "-p", str(port), "-mp", str(port * 4),
         "-s", "902", f"127.0.0.1:{cfg.asterisk.sip_port}", "-m", str(calls), "-l", str(calls),
-        "-r", str(rate), "-d", str(hold_ms), "-timeout", "300s", "-nostdin",
+        "-r", str(rate), "-d", str(hold_ms), "-timeout", f"{timeout_s:.0f}s", "-nostdin",
         "-max_socket", "4096",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp,
     )  # fmt: skip
@@ -274,7 +281,10 @@ async def soak(
     pids["asterisk"] = int(cfg.asterisk.host_path("/run/asterisk/asterisk.pid").read_text().strip())
     samples: dict[str, list[tuple[float, int]]] = {k: [] for k in pids}
     t0 = time.time()
-    proc = await sipp(cfg, tmp, calls=calls, rate=rate, hold_ms=hold, port=5080)
+    # SIPp's -timeout ends the whole run: the soak's is its length plus the last calls' hold.
+    proc = await sipp(
+        cfg, tmp, calls=calls, rate=rate, hold_ms=hold, port=5080, timeout_s=seconds + 120
+    )
     while proc.returncode is None:
         for name, pid in pids.items():
             samples[name].append(_proc_stats(pid))
@@ -380,6 +390,10 @@ def run(
             svc = TelephonyService(cfg, db)
             await svc.start()
             try:
+                if soak_only:  # `CALLVAULT_SOAK_ONLY=1`: the soak alone, other keys kept
+                    log(f"[soak] {soak_s:.0f} s")
+                    out.update(await soak(svc, cfg, tmp, soak_s, log))
+                    return
                 log("[load] SIPp sweep, recorded line, 20 calls/s")
                 out["load_max_concurrent_recorded_calls"] = await load_sweep(
                     svc, cfg, tmp, levels, log
@@ -393,7 +407,11 @@ def run(
             finally:
                 await svc.stop()
 
+    soak_only = os.environ.get("CALLVAULT_SOAK_ONLY") == "1"
     asyncio.run(main())
+    if soak_only:
+        results.update(out)
+        return out
     out["fault_rows_lost"] = sigkill_rounds(5 if quick else 20, log)
     out["security_findings"] = out.get("security_findings", 0) + security_findings(log)
     results.update(out)
