@@ -34,6 +34,7 @@ from appliance.errors import CallvaultError
 from appliance.telephony.greeter import CALL_HEADER, LINE_HEADER
 from appliance.telephony.sip import SipCall
 from appliance.voice.audio import Upsampler
+from appliance.voice.dialogue import listen
 from appliance.voice.dialogue.calendar import Calendar, MemoryCalendar, StoreCalendar
 from appliance.voice.dialogue.engine import DialogueEngine, Reply
 from appliance.voice.dialogue.extract import LlamaIntent
@@ -380,6 +381,10 @@ class _Session:
         """First silent window: transcribe what was said and prepare the answer now."""
         self._abandon()
         pending = _Pending(audio=self._audio())
+        if self.dialogue is not None and self.dialogue.expecting == "spelling":
+            # Callers pause between first name and surname: the longer wait, until the
+            # transcript spells both (below).
+            self.endpoint.sentence_unfinished = True
         pending.task = asyncio.create_task(self._turn(pending))
         self.turn_tasks.add(pending.task)
         pending.task.add_done_callback(self.turn_tasks.discard)
@@ -405,14 +410,30 @@ class _Session:
 
     # ---- one turn: transcript, then the answer (held until the endpoint confirms) ----------
 
+    def _hear(self, pending: _Pending, expecting: str, prompt: str | None) -> Transcription:
+        near = self.dialogue.heard_name if self.dialogue is not None else None
+        return listen.hear(
+            self.stt, pending.audio, self.language, expecting, prompt=prompt, near=near,
+            abandoned=pending.stop, speller=listen.speller_for(self.stt),
+        )  # fmt: skip
+
     async def _turn(self, pending: _Pending) -> None:
         t_stt = time.monotonic()
-        result = await asyncio.to_thread(
-            self.stt.transcribe, pending.audio, self.language, abandoned=pending.stop
-        )
+        # A playbook line hears each turn for what its engine asked (a day, a spelt name).
+        expecting = self.dialogue.expecting if self.dialogue is not None else ""
+        if self.dialogue is not None and expecting:
+            prompt = listen.prompt_for(expecting, self.dialogue.pb)
+            result = await asyncio.to_thread(self._hear, pending, expecting, prompt)
+        else:
+            result = await asyncio.to_thread(
+                self.stt.transcribe, pending.audio, self.language, abandoned=pending.stop
+            )
         stt_ms = (time.monotonic() - t_stt) * 1000
         text = result.text.strip()
-        if self.pending is pending:
+        if self.pending is pending and expecting == "spelling":
+            whole = listen.spelling_complete(text)
+            self.endpoint.sentence_complete, self.endpoint.sentence_unfinished = whole, not whole
+        elif self.pending is pending:
             self.endpoint.sentence_complete = looks_complete(text)
             self.endpoint.sentence_unfinished = looks_unfinished(text)
         if not text:

@@ -39,6 +39,8 @@ NO_SPEECH = 0.6
 LOW_LOGPROB = -1.0
 MAX_COMPRESSION = 2.4
 """gzip ratio above which a transcript is a repetition loop (Whisper's own threshold)."""
+MAX_PROMPT_TOKENS = 64
+"""Tokens of an initial prompt kept (its end): a hint, not a transcript to continue."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,14 @@ class Stt:
         *,
         urgent: bool = True,
         abandoned: threading.Event | None = None,
+        initial_prompt: str | None = None,
     ) -> Transcription:
         """16 kHz mono float32 → text (blocking; call it from a worker thread).
 
         `language`: an ISO code, None to let Whisper detect it, "" for the model's default.
         `abandoned`: set while waiting for the compute gate → skip the work, return no text.
+        `initial_prompt`: words Whisper reads as the text before this audio (Whisper's own
+        "previous text" slot), to bias it toward what the turn should hold.
         """
         lang = self.language if language == "" else language
         if not self.multilingual:
@@ -105,13 +110,13 @@ class Stt:
             if abandoned is not None and abandoned.is_set():
                 return Transcription("", lang or "", seconds)
             if seconds <= SHORT_WINDOW_MAX_S:
-                fast = self._short_window(audio, lang)
+                fast = self._short_window(audio, lang, initial_prompt)
                 if fast is not None:
                     return fast
-            return self._full_window(audio, lang)
+            return self._full_window(audio, lang, initial_prompt)
 
     def _short_window(
-        self, audio: npt.NDArray[np.float32], language: str | None
+        self, audio: npt.NDArray[np.float32], language: str | None, initial_prompt: str | None
     ) -> Transcription | None:
         seconds = len(audio) / SAMPLE_RATE
         features = pad_or_trim(self.model.feature_extractor(audio), SHORT_WINDOW_FRAMES)
@@ -125,6 +130,9 @@ class Stt:
             self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
         )
         prompt = [*tok.sot_sequence, tok.no_timestamps]
+        if initial_prompt:
+            context = tok.encode(" " + initial_prompt.strip())[-MAX_PROMPT_TOKENS:]
+            prompt = [tok.sot_prev, *context, *prompt]
         budget = int(12 + 8 * seconds)  # tokens: speech is at most ~6 tokens a second
         result = self.model.model.generate(
             encoded,
@@ -146,10 +154,13 @@ class Stt:
             return None
         return Transcription(text, language, seconds)
 
-    def _full_window(self, audio: npt.NDArray[np.float32], language: str | None) -> Transcription:
+    def _full_window(
+        self, audio: npt.NDArray[np.float32], language: str | None, initial_prompt: str | None
+    ) -> Transcription:
         segments, info = self.model.transcribe(
             audio,
             language=language,
+            initial_prompt=initial_prompt or None,
             beam_size=self.beam_size,
             without_timestamps=True,
             condition_on_previous_text=False,

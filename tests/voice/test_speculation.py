@@ -54,6 +54,7 @@ class FakeStt:
     def transcribe(
         self, audio: npt.NDArray[np.float32], language: str | None = "", *,
         urgent: bool = True, abandoned: threading.Event | None = None,
+        initial_prompt: str | None = None,
     ) -> Transcription:  # fmt: skip
         self.calls.append(len(audio) / 16000)
         time.sleep(self.seconds)

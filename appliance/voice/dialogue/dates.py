@@ -101,10 +101,10 @@ _DAY_OF_MONTH = re.compile(
 )
 _ORDINAL_DAY = re.compile(r"\b(?:the\s+)?(\d{1,2})(st|nd|rd|th)\b")
 _CLOCK = re.compile(r"\b(\d{1,2})[:.](\d{2})\s*(am|pm)?\b")
-# "pass": how Whisper often hears "past" on the phone.
+# "pass": how Whisper often hears "past" on the phone; "round": how it often hears "around".
 _HALF = re.compile(r"\b(half|quarter)\s+(past|pass|to)\s+(\d{1,2})\b")
 _AT = re.compile(
-    r"\b(?:at|around|about|for|by)\s+(\d{1,2})(?:\s+(\d{2}))?(?:\s*(am|pm|o'?clock))?\b"
+    r"\b(?:at|around|round|about|for|by)\s+(\d{1,2})(?:\s+(\d{2}))?(?:\s*(am|pm|o'?clock))?\b"
 )
 _BARE = re.compile(r"\b(\d{1,2})(?:\s+(\d{2}))?\s*(am|pm|o'?clock)\b")
 _NOON = re.compile(r"\b(noon|midday|lunchtime)\b")

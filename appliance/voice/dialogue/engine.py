@@ -8,7 +8,13 @@ answered and the pending question asked again, "no, Wednesday" in a confirmation
 day. Turns that move nothing forward (mumbling, noise, off-topic, silence) count as failed
 attempts; `max_attempts` of them in a row hand the caller to a person.
 
-States: open → ask:<slot> … → offer (a nearby free time) → confirm → anything_else → ended.
+With the playbook's `spell_names`, a name heard in the caller's words is only provisional: the
+agent asks for it spelt (`spelling`) and the spelt name fills the slot. An answer to "may I
+have your name?" that does not even look like a name (Whisper's "done." for a hum) is a failed
+attempt, answered by the spelling question.
+
+States: open → ask:<slot> … (ask:spell after a name) → offer (a nearby free time) → confirm →
+anything_else → ended. `expecting` tells the transcriber what the next turn should hold.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 import phonenumbers
 
-from appliance.voice.dialogue import extract
+from appliance.voice.dialogue import extract, spelling
 from appliance.voice.dialogue.calendar import Calendar, choose, day_span, free_slots, is_open
 from appliance.voice.dialogue.dates import WEEKDAY_NAMES, When, say_day, say_time
 from appliance.voice.dialogue.extract import CALLER_ID, IntentModel, Understanding
@@ -110,12 +116,29 @@ class DialogueEngine:
         self.misses = 0
         self.proposal: datetime | None = None
         self.guessed: str | None = None
+        self.heard_name: str | None = None
+        """A name heard but not spelt yet (`spell_names`)."""
         self.out = Outcome()
 
     # ---- public
     @property
     def ended(self) -> bool:
         return self.state == "ended"
+
+    @property
+    def expecting(self) -> str:
+        """What the caller's next turn should hold, for the transcriber: "spelling" (the
+        name in the spelling alphabet), "name", "when" (a day or a time), "words" (a message
+        in their own words), or "" (anything)."""
+        if self.state == "ask:spell":
+            return "spelling"
+        if self.state == "ask:name":
+            return "name"
+        if self.state in ("ask:date", "ask:time", "ask:change"):
+            return "when"
+        if self.state in ("ask:message", "ask:reason"):
+            return "words"
+        return ""
 
     def greet(self, text: str = "") -> Reply:
         """The line's greeting (its own text when set; it must pass the checker too)."""
@@ -164,6 +187,14 @@ class DialogueEngine:
             return self._finish("opt_out", "opted_out", self._say("opted_out"), "hangup")
         if "human" in u.intents:
             return self._handover(task="human")
+        if self.state == "ask:spell":
+            spelt = spelling.spelled_name(u.text)
+            if spelt is None:
+                return self._miss()
+            self.out.slots["name"] = spelt
+            self.heard_name = None
+            self.misses = 0
+            return await self._next(now)
         answer = self._facts(u)
         if self.state == "guess":
             if u.yes and self.guessed:
@@ -173,6 +204,8 @@ class DialogueEngine:
                 self.misses = 0
                 return Reply(self._say("anything_else"))
         task = next((i for i in u.intents if i in COLLECTING), None)
+        if task is None and self._books_by_day(u):
+            task = "book"
         if task is not None and task != self.task and not self._is_answer(u):
             self._start(task)
         elif self.state in ("confirm", "offer") and u.yes is True and not self._new_info(u):
@@ -219,6 +252,18 @@ class DialogueEngine:
         text = f"{answer} {nxt.text}".strip() if answer else nxt.text
         return Reply(text, nxt.action)
 
+    def _books_by_day(self, u: Understanding) -> bool:
+        """A caller with no task yet who names a day ("…for Thursday at quarter past 9,
+        please", the verb lost to the line) is booking, unless they ask about something else;
+        a question naming a day and a clock time and nothing in the sheet ("Can I vote next
+        Monday at 1pm?", "book" misheard) is booking too."""
+        asks = u.question and u.when.at is None
+        return (
+            self.task is None and self.pb.handles("book") and u.when.day is not None
+            and not u.facts and not asks and not (set(u.intents) - {"question"})
+            and self.state in ("open", "anything_else", "guess")
+        )  # fmt: skip
+
     def _is_answer(self, u: Understanding) -> bool:
         """A slot answer that happens to use a task word ("for a check-up" when asked the
         reason) does not restart the task."""
@@ -264,9 +309,22 @@ class DialogueEngine:
         progressed = False
         name = u.name
         bare = u.when.empty and u.phone is None and u.yes is None and not u.intents
+        if name is None and asking == "name" and spelling.looks_spelt(u.text):
+            # Spelt straight away: nothing left to ask.
+            spelt = spelling.spelled_name(u.text)
+            if spelt is not None:
+                progressed |= slots.get("name") != spelt
+                slots["name"] = spelt
+                self.heard_name = None
+                return progressed
         if name is None and asking == "name" and bare:
             name = extract.bare_name(u.text)
-        if name:
+        if name and self.pb.spell_names:
+            # Heard, not yet known: asked for spelt next (see _next).
+            if slots.get("name") != name:
+                progressed |= name != self.heard_name
+                self.heard_name = name
+        elif name:
             progressed |= slots.get("name") != name
             slots["name"] = name
         phone = u.phone
@@ -317,10 +375,13 @@ class DialogueEngine:
                 return slot
         return None
 
-    async def _next(self, now: datetime) -> Reply:
+    async def _next(self, now: datetime) -> Reply:  # noqa: PLR0911 - one reply per missing piece
         """Ask for what is missing, or confirm what is complete."""
         assert self.task is not None
         slots = self.out.slots
+        if self.heard_name is not None and "name" in self.pb.slots.get(self.task, ()):
+            self.state = "ask:spell"
+            return Reply(self._say("ask_spell"))
         if self.task in ("book", "cancel") and "date" in slots:
             day = date.fromisoformat(slots["date"])
             if self.task == "book" and (reply := await self._check_day(day, now)) is not None:
@@ -463,6 +524,10 @@ class DialogueEngine:
             return Reply(self._say("still_there"))
         if offtopic and self.task is None:
             return Reply(self._say("offtopic", business=self.pb.business))
+        if self.state == "ask:name" and self.pb.spell_names and not silent:
+            # Words that are no name: a receptionist asks for it spelt rather than again.
+            self.state = "ask:spell"
+            return Reply(f"{self._say('fallback_name')} {self._say('ask_spell')}")
         repeat = self._repeat()
         return Reply(f"{self._say('fallback')} {repeat}".strip())
 

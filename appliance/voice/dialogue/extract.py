@@ -35,20 +35,20 @@ _OPT_OUT = re.compile(
 )
 _HUMAN = re.compile(
     r"\b(human|real person|a person|someone real|somebody real|operator|manager|receptionist"
-    r"|staff member|colleague|an actual person)\b"
+    r"|staff member|colleague|an actual person|put me through|transfer me|connect me)\b"
 )
 _HUMAN_ASK = re.compile(r"\b(speak|talk|transfer|connect|put me through|get me|want|need)\b")
 _CANCEL = re.compile(r"\b(cancel|call off|can'?t (make|come)|won'?t be able to (make|come))\b")
 _BOOK = re.compile(
     r"\b(book|booking|appointment|schedule|reserve|come in|see (the |a )?(dentist|doctor|hygienist)"
-    r"|free (time|slot)|available (time|slot)|slot|get in)\b"
+    r"|free (time|slot)|available (time|slot)|slot|get in|(put|fit|squeeze) me in)\b"
 )
 _MESSAGE = re.compile(
     r"\b(leave a message|take a message|pass (it |this )?on|message for|call me back"
     r"|ring me back|have (her|him|them|someone) call)\b"
 )
 _QUESTION = re.compile(
-    r"\?|\b(what|when|where|how|which|do you|are you|is it|is there|can i|could you tell)\b"
+    r"\?|\b(what|when|where|who|how|which|do you|are you|is it|is there|can i|could you tell)\b"
 )
 _YES = re.compile(
     r"^(yes|yeah|yep|yup|sure|correct|right|that'?s (right|correct|fine|perfect|great)|perfect"
@@ -67,6 +67,9 @@ _NOT_NAMES = {
     *(m.capitalize() for m in MONTH_NAMES),
     "I", "Yes", "No", "Okay", "Ok", "Hi", "Hello", "Thanks", "Thank", "Please", "Calling",
     "Just", "Not", "Sorry", "Fine", "Good", "Great", "The", "A", "An", "Really",
+    # What Whisper writes for a hum or an "err" on the phone (measured): no one's name.
+    "Hmm", "Hm", "Mm", "Mhm", "Um", "Uh", "Er", "Erm", "Em", "Eh", "Oh", "Ah", "Huh", "Damn",
+    "Them", "Then", "There", "Here", "Done", "Amen", "Yeah", "Yep",
 }  # fmt: skip
 _FILLER = re.compile(
     r"\b(uh+|um+|er+|hmm+|well|so|yes|yeah|sure|ok|okay|it'?s|it is|my name is|my name'?s"
@@ -171,7 +174,8 @@ def bare_name(text: str) -> str | None:
         return found
     rest = _FILLER.sub(" ", re.sub(r"[^\w'\- ]+|[\d_]+", " ", text)).split()
     rest = [r for r in rest if r.capitalize() not in _NOT_NAMES]
-    if 1 <= len(rest) <= 3 and all(len(r) > 1 for r in rest):
+    # Names are written capitalised (by the caller, and by Whisper): "done." for a hum is not.
+    if 1 <= len(rest) <= 3 and all(len(r) > 1 and r[0].isupper() for r in rest):
         return " ".join(r[:1].upper() + r[1:] for r in rest)
     return None
 

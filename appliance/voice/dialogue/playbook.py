@@ -69,6 +69,9 @@ class PlaybookConfig:
     person (a transfer when the line has `transfer_to`)."""
     silence_s: float = 8.0
     """Caller silence after the agent spoke that counts as a failed attempt."""
+    spell_names: bool = False
+    """Ask the caller to spell a name they said (in the spelling alphabet) and keep the spelt
+    one: names heard over the phone are often not the names said."""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -86,7 +89,7 @@ def parse_playbook(raw: Mapping[str, Any], where: str) -> PlaybookConfig:
     """The playbook of `raw` (a TOML table); ConfigError names the key at `where`."""
     known = {
         "business", "timezone", "slot_minutes", "hours", "horizon_days", "facts", "tasks",
-        "slots", "max_attempts", "silence_s",
+        "slots", "max_attempts", "silence_s", "spell_names",
     }  # fmt: skip
     for key in raw:
         if key not in known:
@@ -120,6 +123,7 @@ def parse_playbook(raw: Mapping[str, Any], where: str) -> PlaybookConfig:
         slots=_slots(raw.get("slots", {}), f"{where}.slots", tasks),
         max_attempts=_int(raw, "max_attempts", where, 2, 1, 5),
         silence_s=float(_int(raw, "silence_s", where, 8, 2, 60)),
+        spell_names=_bool(raw, "spell_names", where, False),
     )
 
 
@@ -138,6 +142,13 @@ def _int(  # noqa: PLR0917 - a key and its bounds
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ConfigError(f"{where}.{key}", f"must be an integer between {lo} and {hi}")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}", "must be true or false")
     return value
 
 

@@ -20,6 +20,8 @@ from appliance.voice.dialogue.dates import MONTH_NAMES, WEEKDAY_NAMES, normalise
 TEMPLATES: dict[str, str] = {
     "greeting": "Hello, you have reached {business}. How can I help?",
     "ask_name": "May I have your name, please?",
+    "ask_spell": "Could you spell your name for me, please, with words like alfa, bravo, charlie?",
+    "fallback_name": "Sorry, I did not catch your name.",
     "ask_phone": "What number can we call you back on?",
     "ask_date": "Which day would suit you?",
     "ask_time": "What time would suit you on {day}?",

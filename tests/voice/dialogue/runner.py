@@ -4,7 +4,9 @@ Each file: `turns` (what the caller says, in order; null = silence), `expect` (t
 slots, transfer, dnc; optionally answered fact keys and the count of unanswered questions),
 optionally `busy` (slot starts already booked), `booked` (existing bookings with a name, for
 cancellations) and `caller_id`. Every call happens at CALL_TIME on the dev config's `booking`
-line (a Monday morning in Stockholm), so "next Tuesday" is always 2026-11-24.
+line (a Monday morning in Stockholm), so "next Tuesday" is always 2026-11-24. The line's playbook
+runs with `spell_names` on (`scripted`): a caller who gives a name is asked to spell it, and
+their script spells it in the spelling alphabet.
 
 Used by the unit test (text turns), bench/dialogue.py (text turns and Piper audio through
 Whisper) and the integration test (audio through Asterisk).
@@ -12,9 +14,11 @@ Whisper) and the integration test (audio through Asterisk).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from appliance.voice.dialogue.engine import DialogueEngine, Outcome, _say_phone
 from appliance.voice.dialogue.extract import IntentModel
 from appliance.voice.dialogue.playbook import PlaybookConfig
 from appliance.voice.dialogue.say import allowed, invented, sentences
+from appliance.voice.dialogue.spelling import spelled_name
 
 REPO = Path(__file__).resolve().parents[3]
 CALLERS = Path(__file__).resolve().parent / "callers"
@@ -41,7 +46,13 @@ def dev_config(state_dir: Path | str = "/tmp/callvault-dialogue") -> Config:
     return config.parse(raw, base_dir=DEV.parent, source=DEV)
 
 
+def scripted(pb: PlaybookConfig) -> PlaybookConfig:
+    """The booking line's playbook as the scripted callers meet it: names are spelt."""
+    return replace(pb, spell_names=True)
+
+
 def playbook() -> PlaybookConfig:
+    """The dev config's booking line playbook, as configured."""
     line = dev_config().line_by_name(LINE)
     assert line is not None and line.playbook is not None
     return line.playbook
@@ -146,15 +157,17 @@ def check(caller: Caller, outcome: Outcome, *, transferred: bool, dnc: bool) -> 
 def grounds(
     pb: PlaybookConfig, heard: list[str | None], outcome: Outcome, now: datetime
 ) -> set[str]:
-    """What an agent sentence may state on this call: the sheet, the caller's own words and
-    the days they resolve to, the collected slots (as read back), the times the calendar
-    offered. Independent of what the engine passed to its templates."""
+    """What an agent sentence may state on this call: the sheet, the caller's own words, the
+    days they resolve to and the names they spell, the collected slots (as read back), the
+    times the calendar offered. Independent of what the engine passed to its templates."""
     sources = [pb.sheet_text(), *(h for h in heard if h)]
     for h in heard:
         if h:
             day = parse_when(h, now).day
             if day is not None:
                 sources.append(say_day(day))
+            if (spelt := spelled_name(h)) is not None:
+                sources.append(spelt)
     for key, value in outcome.slots.items():
         sources.append(value)
         if key == "date":
@@ -172,14 +185,22 @@ def invented_claims(pb: PlaybookConfig, agent: list[str], heard: list[str | None
             if (bad := invented(s, ok))]  # fmt: skip
 
 
+Listen = Callable[[str | None, DialogueEngine], "str | None"]
+"""(the scripted turn, the engine about to hear it: what it expects) → what the agent heard
+(None: silence)."""
+
+
 async def run_text(
     caller: Caller,
     pb: PlaybookConfig,
     *,
     intents: IntentModel | None = None,
     heard: list[str | None] | None = None,
+    listen: Listen | None = None,
 ) -> Result:
-    """Play the caller's turns (or `heard`: what Whisper made of their audio) to an engine."""
+    """Play the caller's turns to an engine: as written, as `heard` (what Whisper made of
+    their audio), or as `listen` hears each one, told what the engine expects (a spelling, a
+    day), as the live agent does."""
     now = call_time(pb)
     engine = DialogueEngine(
         pb,
@@ -193,16 +214,21 @@ async def run_text(
         clock=lambda: now,
     )
     said = [engine.greet().text]
-    turns = heard if heard is not None else caller.turns
+    scripted = heard if heard is not None else caller.turns
+    turns: list[str | None] = []
     action = ""
-    for turn in turns:
+    for line in scripted:
         if engine.ended:
             break
+        turn = line
+        if listen is not None and line is not None:
+            turn = await asyncio.to_thread(listen, line, engine)
+        turns.append(turn)
         reply = await (engine.silence() if turn is None else engine.hear(turn))
         said.append(reply.text)
         action = reply.action or action
     transferred = action == "transfer"
     dnc = engine.out.status == "opted_out"
     problems = check(caller, engine.out, transferred=transferred, dnc=dnc)
-    bad = invented_claims(pb, said, list(turns), engine.out, now)
-    return Result(caller, engine.out, said, list(turns), transferred, dnc, problems, bad)
+    bad = invented_claims(pb, said, turns, engine.out, now)
+    return Result(caller, engine.out, said, turns, transferred, dnc, problems, bad)

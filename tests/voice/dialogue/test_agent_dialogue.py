@@ -15,6 +15,7 @@ import pytest
 from appliance.config import Config
 from appliance.voice import agent as agent_mod
 from appliance.voice.agent import Conversation, VoiceAgent
+from appliance.voice.dialogue import listen
 from appliance.voice.dialogue.calendar import MemoryCalendar
 from appliance.voice.dialogue.dates import parse_when
 from appliance.voice.stt import Transcription
@@ -28,14 +29,17 @@ class ScriptedStt:
     def __init__(self, said: list[str]) -> None:
         self.said = list(said)
         self.heard: list[str] = []
+        self.prompts: list[str | None] = []
 
     def transcribe(
         self, audio: npt.NDArray[np.float32], language: str | None = "", *,
         urgent: bool = True, abandoned: threading.Event | None = None,
+        initial_prompt: str | None = None,
     ) -> Transcription:  # fmt: skip
         time.sleep(0.02)
         text = self.said.pop(0) if self.said else ""
         self.heard.append(text)
+        self.prompts.append(initial_prompt)
         return Transcription(text, "en", len(audio) / 16000)
 
 
@@ -57,10 +61,14 @@ def booking_cfg(**playbook: object) -> Config:
 
 
 async def converse(
-    cfg: Config, said: list[str], pattern: list[str], monkeypatch: pytest.MonkeyPatch
+    cfg: Config,
+    said: list[str],
+    pattern: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stt: ScriptedStt | None = None,
 ) -> tuple[Conversation, HangupCall, MemoryCalendar]:
     monkeypatch.setattr(agent_mod, "SileroVad", EnergyVad)
-    stt = ScriptedStt(said)
+    stt = stt or ScriptedStt(said)
     engines = FakeEngines(stt)  # type: ignore[arg-type]
     engines.llm.used.llama = object()  # type: ignore[attr-defined]
     calendar = MemoryCalendar()
@@ -94,6 +102,29 @@ async def test_a_caller_books_and_the_agent_hangs_up(monkeypatch: pytest.MonkeyP
         (day, 9, "Anna Berg")
     ]
     assert len(convo.timings) == 3 and all(t.answer_ms < 5000 for t in convo.timings)
+
+
+async def test_the_agent_hears_each_turn_for_what_the_engine_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said = [
+        "I'd like to book an appointment. It's Anna Burt.",
+        "Alfa November November Alfa. Bravo Echo Romeo Golf.",
+        "Next Tuesday at 9.",
+        "Yes.",
+        "No.",
+    ]
+    stt = ScriptedStt(said)
+    turn = quiet(1.0) + speech(0.8) + quiet(2.5)
+    convo, call, calendar = await converse(
+        booking_cfg(spell_names=True), said, [turn] * 5, monkeypatch, stt
+    )
+    agent = [t.text for t in convo.turns if t.role == "agent"]
+    assert "spell your name" in agent[1] and agent[2] == "Which day would suit you?"
+    # The day was heard with the day-and-time prompt, nothing else with any.
+    assert stt.prompts == [None, None, listen.WHEN_PROMPT, None, None]
+    assert convo.dialogue is not None and convo.dialogue["slots"]["name"] == "Anna Berg"
+    assert [b.details["name"] for b in calendar.bookings] == ["Anna Berg"] and call.hung_up
 
 
 def calendar_zone():  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from appliance.models.commands import active_profile
 from appliance.models.manifest import load_manifest
 from appliance.models.store import ModelStore
 from appliance.voice.dialogue.extract import LlamaIntent
-from tests.voice.dialogue.runner import dev_config, load_callers, playbook, run_text
+from tests.voice.dialogue.runner import dev_config, load_callers, playbook, run_text, scripted
 
 CALLERS = load_callers()
 CATEGORIES = {
@@ -34,7 +34,7 @@ def test_the_set_covers_every_kind_of_caller() -> None:
 
 @pytest.mark.parametrize("caller", CALLERS, ids=[c.id for c in CALLERS])
 async def test_scripted_caller(caller) -> None:  # type: ignore[no-untyped-def]
-    result = await run_text(caller, playbook())
+    result = await run_text(caller, scripted(playbook()))
     transcript = "\n".join(
         f"  {who}: {what}"
         for pair in zip([None, *result.heard], result.agent, strict=False)
@@ -65,7 +65,7 @@ UNCLEAR = [c for c in CALLERS if c.category in {"mumbling", "noise"}]
 async def test_unclear_callers_with_the_real_model(caller, intent_model: LlamaIntent) -> None:  # type: ignore[no-untyped-def]
     """Whatever the 135M model guesses for noise, the outcome is the scripted one: a guess is
     asked back and counts as a failed attempt."""
-    result = await run_text(caller, playbook(), intents=intent_model)
+    result = await run_text(caller, scripted(playbook()), intents=intent_model)
     assert result.ok, (caller.id, result.problems, result.agent)
     assert result.invented == []
 
