@@ -10,6 +10,7 @@ in scripts/install's apt list), it never skips.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import secrets
 import shutil
@@ -26,14 +27,17 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from rich.console import Console
 
 from appliance import config
 from appliance.config import Config
+from appliance.errors import CallvaultError
 from appliance.ops.alerts import Alerts
 from appliance.privacy import Privacy
 from appliance.store import Database
 from appliance.voice.dialogue.caldav import SUMMARY
 from appliance.voice.dialogue.calendar import StoreCalendar, day_span, free_slots
+from appliance.voice.dialogue.cli import cmd_sync
 from appliance.voice.dialogue.engine import DialogueEngine
 from appliance.voice.dialogue.playbook import PlaybookConfig
 
@@ -250,3 +254,40 @@ async def test_radicale_down_books_from_the_store_and_catches_up(
     events = await asyncio.to_thread(_events, radicale.calendar(), tuesday, pb.zone)
     assert events[uid]["DTSTART"].dt == start
     assert not [a for a in await Alerts(cal.db).list() if a.kind == "caldav_down"]
+
+
+async def test_calendar_sync_command_says_what_waits_and_writes_it(
+    radicale: Radicale, office: tuple[StoreCalendar, Config]
+) -> None:
+    """`callvault calendar sync`: an installer or admin brings the office calendar in step now,
+    and sees what still waits (exit 1) while the calendar does not answer."""
+    cal, cfg = office
+    pb = _playbook(cfg)
+    now, tuesday = _dates(pb.zone)
+    radicale.stop()
+    engine = DialogueEngine(pb, line="booking", call_id="c-sync", calendar=cal, clock=lambda: now)
+    for said in ("I'd like to book next Tuesday at 2 pm. This is Anna Berg.", "Yes."):
+        await engine.hear(said)
+    bid = engine.out.booking_id
+    assert engine.out.status == "done" and bid is not None
+    await cal.aclose()  # the serving process's retries stop: only the command writes now
+
+    args = argparse.Namespace(line=None)
+    privacy = Privacy(cfg, cal.db)
+    down = Console(record=True, width=200)
+    assert await cmd_sync(args, cfg, privacy, down) == 1
+    text = down.export_text()
+    assert "booking" in text and radicale.calendar_url.split("/")[2] in text, text
+    assert await cal.db.caldav_event_uid(bid) is None
+
+    radicale.start()
+    up = Console(record=True, width=200)
+    assert await cmd_sync(args, cfg, privacy, up) == 0, up.export_text()
+    uid = await cal.db.caldav_event_uid(bid)
+    assert uid is not None
+    events = await asyncio.to_thread(_events, radicale.calendar(), tuesday, pb.zone)
+    assert events[uid]["DTSTART"].dt == datetime.combine(tuesday, dtime(14), pb.zone)
+    assert str(events[uid]["SUMMARY"]) == SUMMARY
+
+    with pytest.raises(CallvaultError, match="has no office calendar"):
+        await cmd_sync(argparse.Namespace(line="nope"), cfg, privacy, Console())

@@ -1,7 +1,10 @@
-"""`callvault calendar list|export`: the appointments the playbook lines booked.
+"""`callvault calendar list|export|sync`: the appointments the playbook lines booked.
 
-Reading who booked (name, number) opens sealed details, so both commands need a purpose and are
-audited (`calendar.view` / `calendar.export`), like a report read.
+Reading who booked (name, number) opens sealed details, so `list` and `export` need a purpose
+and are audited (`calendar.view` / `calendar.export`), like a report read. `sync` opens nothing
+sealed: it brings the lines' office calendars (CalDAV) in step with the store now — what the
+serving process does every `retry_s` — and says what still waits, for an installer checking a
+new calendar or an admin after an outage.
 """
 
 from __future__ import annotations
@@ -104,6 +107,42 @@ async def cmd_export(
     return 0
 
 
+async def cmd_sync(
+    args: argparse.Namespace, cfg: Config, privacy: Privacy, console: Console
+) -> int:
+    from appliance.voice.dialogue.caldav import links_for
+
+    lines = [ln.name for ln in cfg.lines if ln.playbook is not None and ln.caldav is not None]
+    if args.line is not None and args.line not in lines:
+        raise CalendarError(
+            f"line {args.line!r} has no office calendar ([lines.caldav]); "
+            f"lines with one: {', '.join(lines) or 'none'}"
+        )
+    links = {
+        name: link
+        for name, link in links_for(cfg, privacy.db).items()
+        if args.line is None or name == args.line
+    }
+    if not links:
+        console.print("no line has an office calendar ([lines.caldav]): nothing to sync")
+        return 0
+    cal = StoreCalendar(privacy.db, privacy, caldav=links)
+    try:
+        reports = await cal.sync()
+    finally:
+        await cal.aclose()
+    table = Table("line", "calendar", "written", "deleted", "waiting", "error")
+    for name, report in reports.items():
+        where = links[name].remote.where
+        table.add_row(
+            name, where, str(report.written), str(report.deleted), str(report.waiting),
+            report.error,
+        )  # fmt: skip
+    console.print(table)
+    # Non-zero while anything waits: a script or an installer's check sees the calendar is off.
+    return 1 if any(r.error or r.waiting for r in reports.values()) else 0
+
+
 def _run(fn: Any, console: Console) -> Any:
     def run(args: argparse.Namespace) -> int:
         from appliance.privacy import Privacy
@@ -136,3 +175,8 @@ def add_parser(sub: Any, console: Console) -> None:
         else:
             p.add_argument("-o", "--output", default="-", help="file (default: stdout)")
         p.set_defaults(fn=_run(fn, console))
+    p = csub.add_parser(
+        "sync", help="bring the office calendars (CalDAV) in step with the store now"
+    )
+    p.add_argument("--line", default=None, help="one line (default: every line with one)")
+    p.set_defaults(fn=_run(cmd_sync, console))

@@ -612,3 +612,16 @@ async def test_the_serving_loop_keeps_syncing_through_failures() -> None:
     finally:
         task.cancel()
     assert flaky.rounds >= 3
+
+
+def test_calendar_sync_without_office_calendars_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    cfg = tmp_path / "cv.toml"
+    cfg.write_text('state_dir = "state"\n[asterisk]\nami_secret = "x"\n')
+    assert main(["--config", str(cfg), "calendar", "sync"]) == 0
+    assert "nothing to sync" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "calendar", "sync", "--line", "booking"]) != 0
+    assert "has no office calendar" in capsys.readouterr().err
