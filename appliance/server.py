@@ -109,6 +109,10 @@ class Appliance:
         try:
             await self.postcall.stop()
             await self.agent.stop()
+            # The handler's own background work (the voice agent's office calendar writes).
+            close = getattr(self.agent.handler, "aclose", None)
+            if close is not None:
+                await close()
         finally:
             await self.telephony.stop()
 

@@ -159,6 +159,13 @@ class VoiceAgent:
         self.calendar = calendar or _store_calendar(recorder)
         """Where playbook lines book (the appliance's store when the recorder has one)."""
 
+    async def aclose(self) -> None:
+        """Stop the calendar's background work (office calendar writes and retries); what
+        waits stays in the store and is written by the next start."""
+        close = getattr(self.calendar, "aclose", None)
+        if close is not None:
+            await close()
+
     async def __call__(self, call: SipCall) -> None:
         headers = {k.lower(): v for k, v in call.sip_headers.items()}
         line_name = headers.get(LINE_HEADER.lower(), "")

@@ -141,3 +141,19 @@ async def test_silence_is_asked_about_then_handed_over(monkeypatch: pytest.Monke
     assert agent[2].startswith("I am sorry I could not help")  # no transfer extension here
     assert call.hung_up
     assert convo.dialogue is not None and convo.dialogue["status"] == "abandoned"
+
+
+async def test_closing_the_agent_stops_its_calendar_work() -> None:
+    class Closing(MemoryCalendar):
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    calendar = Closing()
+    agent = VoiceAgent(booking_cfg(), FakeEngines(ScriptedStt([])), calendar=calendar)  # type: ignore[arg-type]
+    await agent.aclose()
+    assert calendar.closed
+    await VoiceAgent(
+        booking_cfg(), FakeEngines(ScriptedStt([])), calendar=MemoryCalendar()
+    ).aclose()  # type: ignore[arg-type]
