@@ -128,10 +128,17 @@ def hear(
     """One turn's words, transcribed for what the engine expects (blocking). `prompt`:
     `prompt_for(expecting, …)`; `near`: the name as heard before it was spelt."""
     if expecting == "spelling" and speller is not None:
+        # The plain words first (a fraction of the spelling's cost): forced into the alphabet,
+        # a sentence comes out as a "spelling" ("Hi, I would like to book…" → "Alfa Alfa
+        # Alfa…", above MIN_MEAN_LOGPROB). Measured on Piper renders: every spelling kept at
+        # least one alphabet word in plain transcription (66/66), 47 of 48 sentences none.
+        plain = stt.transcribe(audio, language, abandoned=abandoned)
+        if plain.text.strip() and _alphabet_words(plain.text) == 0:
+            return plain  # an answer, a question, a refusal: the words as they were said
         spelt = speller(audio, near=near, abandoned=abandoned)
         if spelt.text or (abandoned is not None and abandoned.is_set()):
             return spelt
-        # Not a spelling (an answer, a question, a refusal): the words as they were said.
+        return plain
     if prompt is not None:
         heard = stt.transcribe(audio, language, abandoned=abandoned, initial_prompt=prompt)
     else:

@@ -64,13 +64,21 @@ def test_prompts_carry_days_and_times_or_the_sheet_and_nothing_else() -> None:
 
 
 def test_a_spelling_turn_goes_to_the_speller_and_falls_back_to_the_words() -> None:
-    stt, speller = FakeStt("No, it is Anna."), FakeSpeller("Alfa November November Alfa.")
+    stt, speller = FakeStt("Alpha, November, Anna."), FakeSpeller("Alfa November November Alfa.")
     heard = listen.hear(stt, AUDIO, "en", "spelling", near="Anna", speller=speller)  # type: ignore[arg-type]
-    assert heard.text == "Alfa November November Alfa." and stt.prompts == []
+    assert heard.text == "Alfa November November Alfa." and stt.prompts == [None]
     assert speller.near == "Anna"
-    speller.text = ""  # not a spelling: what was said instead
+    speller.text = ""  # not a spelling after all: what was said instead
     heard = listen.hear(stt, AUDIO, "en", "spelling", speller=speller)  # type: ignore[arg-type]
-    assert heard.text == "No, it is Anna."
+    assert heard.text == "Alpha, November, Anna."
+
+
+def test_words_without_an_alphabet_word_never_reach_the_speller() -> None:
+    stt, speller = FakeStt("No, it is Anna."), FakeSpeller("Alfa Alfa Alfa.")
+    heard = listen.hear(stt, AUDIO, "en", "spelling", speller=speller)  # type: ignore[arg-type]
+    assert heard.text == "No, it is Anna." and speller.calls == 0
+    stt.text = ""  # nothing plain (a whisper, noise): the speller may still hear a spelling
+    assert listen.hear(stt, AUDIO, "en", "spelling", speller=speller).text == "Alfa Alfa Alfa."  # type: ignore[arg-type]
 
 
 def test_a_name_answered_with_a_spelling_is_heard_again_as_one() -> None:
@@ -148,3 +156,15 @@ def test_words_that_are_no_spelling_are_not_forced_into_one(
     speller = listen.speller_for(models[0])
     assert speller is not None
     assert speller(spoken(models[1], said)).text == ""
+
+
+def test_a_sentence_said_when_a_spelling_was_asked_stays_a_sentence(
+    models: tuple[Stt, Tts],
+) -> None:
+    # Forced into the alphabet this came out "Alfa Alfa Alfa Alfa Alfa Alfa. Alfa Alfa…".
+    said = "Hi, I would like to book an appointment for next Tuesday morning, please."
+    stt = models[0]
+    heard = listen.hear(
+        stt, spoken(models[1], said), "en", "spelling", speller=listen.speller_for(stt)
+    )
+    assert "Alfa" not in heard.text and "Tuesday" in heard.text, heard.text
